@@ -1,0 +1,44 @@
+"""The one Definitions object: every spec's graph, the train_all job, shared resources."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from ml_assets.defs.pipeline import build_spec_defs
+from ml_assets.defs.resources import (
+    ArtifactStore,
+    MlflowResource,
+    PolarsParquetIOManager,
+    default_artifact_root,
+    default_data_dir,
+    default_tracking_uri,
+)
+from ml_assets.lib.spec import discover_specs
+
+
+def build_definitions(extra_spec_dir: str | None = None) -> dg.Definitions:
+    specs = discover_specs(extra_spec_dir)
+    train_all = dg.define_asset_job(
+        "train_all",
+        selection=dg.AssetSelection.groups(*[s.name for s in specs]),
+        description="Every spec, end to end",
+        config={"execution": {"config": {"in_process": {}}}},
+    )
+    data_dir = default_data_dir()
+    shared = dg.Definitions(
+        jobs=[train_all],
+        resources={
+            "io_manager": PolarsParquetIOManager(base_dir=data_dir),
+            "artifacts": ArtifactStore(base_dir=data_dir),
+            "mlflow": MlflowResource(
+                tracking_uri=default_tracking_uri(), artifact_root=default_artifact_root(),
+                ui_url=os.environ.get("ML_ASSETS_MLFLOW_UI", "http://127.0.0.1:5000"),
+            ),
+        },
+    )
+    return dg.Definitions.merge(*(build_spec_defs(s) for s in specs), shared)
+
+
+defs = build_definitions(os.environ.get("ML_ASSETS_SPECS"))

@@ -1,0 +1,1 @@
+"""Dagster adapters: resources, the IO manager and the per-spec asset factory."""

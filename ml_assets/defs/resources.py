@@ -1,0 +1,112 @@
+"""Resources and the parquet IO manager, with local defaults that need nothing running."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import polars as pl
+from upath import UPath
+
+import ml_assets
+from ml_assets.lib.data import SPLIT
+from ml_assets.lib.tracking import Tracker
+
+SPLITS_METADATA_KEY = "splits"
+
+
+def project_home() -> Path:
+    """ML_ASSETS_HOME, else the checkout holding pyproject.toml, else the working directory."""
+    if env := os.environ.get("ML_ASSETS_HOME"):
+        return Path(env).expanduser().resolve()
+    root = Path(ml_assets.__file__).resolve().parent.parent
+    return root if (root / "pyproject.toml").exists() else Path.cwd()
+
+
+def default_data_dir() -> str:
+    return os.environ.get("ML_ASSETS_DATA_DIR", str(project_home() / "data"))
+
+
+def default_tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{project_home() / 'mlflow.db'}")
+
+
+def default_artifact_root() -> str | None:
+    """Local artifacts beside the local SQLite store; a tracking server decides its own."""
+    if "MLFLOW_TRACKING_URI" in os.environ and not default_tracking_uri().startswith("sqlite"):
+        return None
+    return os.environ.get("ML_ASSETS_MLFLOW_ARTIFACTS", (project_home() / "mlartifacts").as_uri())
+
+
+class MlflowResource(dg.ConfigurableResource):
+    """MLflow tracking server and model registry (a local SQLite file by default)."""
+
+    tracking_uri: str
+    artifact_root: str | None = None
+    ui_url: str = "http://127.0.0.1:5000"
+
+    def tracker(self) -> Tracker:
+        return Tracker(self.tracking_uri, self.artifact_root)
+
+
+class ArtifactStore(dg.ConfigurableResource):
+    """Where learned data contracts and HTML reports live (local dir or any fsspec URL)."""
+
+    base_dir: str
+
+    def contract_path(self, spec_name: str) -> Path:
+        return Path(self.base_dir) / spec_name / "data_contract.json"
+
+    def report_path(self, spec_name: str, run_id: str) -> Path:
+        return Path(self.base_dir) / spec_name / "reports" / f"evaluation_report_{run_id}.html"
+
+
+class PolarsParquetIOManager(dg.ConfigurableIOManager):
+    """polars frames as parquet, other values (fitted models, reports) pickled.
+
+    An input may carry metadata ``{"splits": [...]}``: only rows whose ``__split`` is listed are
+    read, so an asset that must not see the test split never loads it.
+    """
+
+    base_dir: str
+
+    def _path(self, key: dg.AssetKey, suffix: str) -> UPath:
+        return UPath(self.base_dir).joinpath(*key.path).with_suffix(suffix)
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        if obj is None:
+            return
+        is_frame = isinstance(obj, pl.DataFrame)
+        path = self._path(context.asset_key, ".parquet" if is_frame else ".pkl")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("wb") as fh:
+            if is_frame:
+                obj.write_parquet(fh)
+            else:
+                pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        tmp.rename(path)  # a failed write never replaces the last good file
+        meta: dict[str, Any] = {"path": dg.MetadataValue.path(str(path))}
+        if is_frame:
+            meta |= {"rows": obj.height, "columns": obj.width}
+        context.add_output_metadata(meta)
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        key = context.asset_key
+        parquet = self._path(key, ".parquet")
+        if parquet.exists():
+            wanted = (context.definition_metadata or {}).get(SPLITS_METADATA_KEY)
+            scan = pl.scan_parquet(str(parquet))
+            # The filter is pushed into the parquet scan: rows of other splits are never read.
+            return (scan.filter(pl.col(SPLIT).is_in(wanted)) if wanted else scan).collect()
+        pkl = self._path(key, ".pkl")
+        if not pkl.exists():
+            raise FileNotFoundError(
+                f"no stored value for asset {key.to_user_string()} under {self.base_dir}; "
+                "materialize it first"
+            )
+        with pkl.open("rb") as fh:
+            return pickle.load(fh)

@@ -1,0 +1,1 @@
+"""Plain, typed ML code (data, models, statistics, tracking). Never imports dagster."""

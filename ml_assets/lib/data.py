@@ -1,0 +1,120 @@
+"""Raw data loading, feature derivation and content fingerprints."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from ml_assets.lib.spec import MLSpec
+
+ROW_ID = "__row_id"
+SPLIT = "__split"
+
+
+class DataError(ValueError):
+    """Input data that cannot be used, with what is wrong, where, and how to fix it."""
+
+
+def load_raw(spec: MLSpec) -> pl.DataFrame:
+    """The source data as-is, as a polars frame. Raises DataError on missing/empty/unreadable."""
+    if spec.source.statsmodels:
+        module = importlib.import_module(f"statsmodels.datasets.{spec.source.statsmodels}")
+        frame = pl.from_pandas(module.load_pandas().data)
+        where = f"statsmodels dataset '{spec.source.statsmodels}'"
+    else:
+        path = spec.source_file
+        assert path is not None
+        frame = _read_file(spec, path)
+        where = str(path)
+    if frame.height == 0 or frame.width == 0:
+        raise DataError(
+            f"spec '{spec.name}': source {where} is empty ({frame.height} rows, "
+            f"{frame.width} columns); point 'source' at a file with data"
+        )
+    return frame
+
+
+def _read_file(spec: MLSpec, path: Path) -> pl.DataFrame:
+    if not path.exists():
+        raise DataError(f"spec '{spec.name}': source file {path} does not exist")
+    try:
+        if path.suffix.lower() == ".csv":
+            return pl.read_csv(path, infer_schema_length=10_000, try_parse_dates=True)
+        return pl.read_parquet(path)
+    except pl.exceptions.NoDataError:
+        return pl.DataFrame()
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise DataError(f"spec '{spec.name}': cannot read source file {path}: {exc}") from exc
+
+
+def required_source_columns(spec: MLSpec) -> list[str]:
+    """Columns the spec itself refers to and that must come from the source."""
+    derived = set(spec.derive)
+    named = [spec.target, *spec.drop, *spec.categorical, *spec.evaluation.segment_columns]
+    if spec.time_column:
+        named.append(spec.time_column)
+    return sorted({c for c in named if c not in derived})
+
+
+def check_columns_present(spec: MLSpec, frame: pl.DataFrame) -> None:
+    missing = [c for c in required_source_columns(spec) if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"spec '{spec.name}': column(s) {missing} named in the spec are not in the source "
+            f"data; available columns: {frame.columns}. Fix the spec or the data."
+        )
+
+
+def build_features(spec: MLSpec, raw: pl.DataFrame) -> pl.DataFrame:
+    """Apply ``derive`` (polars SQL expressions), drop ``drop`` columns, add a stable row id."""
+    frame = raw
+    for name, expression in spec.derive.items():
+        try:
+            frame = frame.with_columns(pl.sql_expr(expression).alias(name))
+        except pl.exceptions.PolarsError as exc:
+            raise DataError(
+                f"spec '{spec.name}': field 'derive.{name}': expression {expression!r} failed "
+                f"on the raw data: {exc}"
+            ) from exc
+    if spec.target not in frame.columns:
+        raise DataError(
+            f"spec '{spec.name}': target column '{spec.target}' is neither in the source data "
+            f"nor derived; available columns: {frame.columns}"
+        )
+    frame = frame.drop([c for c in spec.drop if c in frame.columns])
+    return frame.with_row_index(ROW_ID)
+
+
+def feature_columns(spec: MLSpec, frame: pl.DataFrame) -> list[str]:
+    """Model inputs: everything but the target, the row id, the split tag and the time column."""
+    excluded = {spec.target, ROW_ID, SPLIT, spec.time_column}
+    return [c for c in frame.columns if c not in excluded]
+
+
+def fingerprint(frame: pl.DataFrame) -> str:
+    """A content hash of a frame (schema, row order and values) for lineage tags."""
+    digest = hashlib.sha256(str(frame.schema).encode())
+    if frame.height:
+        hashes = frame.hash_rows(seed=0)
+        digest.update(hashes.to_numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def positive_class(target: pl.Series) -> object:
+    """The positive label of a binary target: the larger of its two values (1 of 0/1)."""
+    values = sorted(target.drop_nulls().unique().to_list())
+    if len(values) != 2:
+        raise DataError(
+            f"target '{target.name}' has {len(values)} distinct value(s) {values[:10]}; "
+            "binary classification needs exactly 2"
+        )
+    return values[1]
+
+
+def binary_target(target: pl.Series, positive: object) -> np.ndarray:
+    """0/1 labels with 1 for ``positive``."""
+    return (target == positive).cast(pl.Int8).to_numpy()

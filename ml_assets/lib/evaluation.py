@@ -1,0 +1,189 @@
+"""Final evaluation on the test split: metrics with CIs, paired comparisons, diagnostics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import polars as pl
+
+from ml_assets.lib.data import fingerprint
+from ml_assets.lib.metrics import (
+    Estimate,
+    bootstrap_ci,
+    get_metric,
+    paired_bootstrap_improvement,
+    score,
+)
+from ml_assets.lib.models import Model, encode_target
+from ml_assets.lib.spec import MLSpec
+
+EvalRole = Literal["candidate", "baseline", "champion"]
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One model's test predictions and metrics with bootstrap CIs."""
+
+    name: str
+    role: EvalRole
+    family: str
+    scores: np.ndarray
+    labels: np.ndarray | None
+    metrics: dict[str, Estimate]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    spec_name: str
+    task: str
+    primary: str
+    test_rows: int
+    test_fingerprint: str
+    y_true: np.ndarray
+    candidate: Scored
+    baselines: list[Scored]
+    best_baseline: str
+    vs_baseline: Estimate
+    champion: Scored | None = None
+    vs_champion: Estimate | None = None
+    per_group: pl.DataFrame = field(default_factory=pl.DataFrame)
+    calibration: pl.DataFrame | None = None
+    residuals: dict[str, float] | None = None
+    importance: pl.DataFrame | None = None
+
+    @property
+    def baseline(self) -> Scored:
+        return next(b for b in self.baselines if b.name == self.best_baseline)
+
+    def summary_table(self) -> pl.DataFrame:
+        rows = [self.candidate, *self.baselines, *([self.champion] if self.champion else [])]
+        return pl.DataFrame(
+            [
+                {"model": s.name, "role": s.role, **{m: e.fmt() for m, e in s.metrics.items()}}
+                for s in rows
+            ]
+        )
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """What every number in the report traces back to."""
+
+    spec_name: str
+    spec_digest: str
+    code_version: str
+    data_fingerprint: str
+    test_fingerprint: str
+    candidate_run_id: str
+    split_strategy: str
+    split_rows: dict[str, int]
+
+
+def select_best(val_metrics: dict[str, dict[str, float]], primary: str) -> str:
+    """The model with the best validation value of ``primary`` (ties: first by name)."""
+    metric = get_metric(primary)
+    sign = 1.0 if metric.greater_is_better else -1.0
+    return max(sorted(val_metrics), key=lambda name: sign * val_metrics[name][primary])
+
+
+def _score_model(spec: MLSpec, model: Model, role: EvalRole, test: pl.DataFrame, y: np.ndarray) -> Scored:
+    scores = model.predict(test)
+    labels = model.labels(scores) if spec.task == "classification" else None
+    cfg = spec.evaluation
+    metrics = {}
+    for name in spec.all_metrics:
+        metric = get_metric(name)
+        values = labels if metric.kind == "label" else scores
+        metrics[name] = bootstrap_ci(metric, y, values, cfg.bootstrap_samples, cfg.confidence, spec.split.seed)
+    return Scored(model.name, role, model.family, scores, labels, metrics)
+
+
+def evaluate(
+    spec: MLSpec,
+    test: pl.DataFrame,
+    candidate: Model,
+    baselines: list[Model],
+    best_baseline: str,
+    champion: Model | None = None,
+) -> Evaluation:
+    """Score the selected candidate, every baseline and the current champion on ``test``."""
+    y = encode_target(spec, test, candidate.positive)
+    cand = _score_model(spec, candidate, "candidate", test, y)
+    bases = [_score_model(spec, b, "baseline", test, y) for b in baselines]
+    ref = next(b for b in bases if b.name == best_baseline)
+    primary = get_metric(spec.primary_metric)
+    cfg, seed = spec.evaluation, spec.split.seed
+
+    def paired(other: Scored) -> Estimate:
+        return paired_bootstrap_improvement(
+            primary, y, cand.scores, other.scores, cfg.bootstrap_samples, cfg.confidence, seed
+        )
+
+    champ = _score_model(spec, champion, "champion", test, y) if champion else None
+    return Evaluation(
+        spec.name, spec.task, spec.primary_metric, test.height, fingerprint(test), y, cand, bases,
+        best_baseline, paired(ref), champ, paired(champ) if champ else None,
+        per_group_metrics(spec, test, y, cand, ref),
+        calibration_table(y, cand.scores, cfg.calibration_bins) if spec.task == "classification" else None,
+        residual_summary(y, cand.scores) if spec.task == "regression" else None,
+        candidate.importance(test),
+    )
+
+
+def per_group_metrics(
+    spec: MLSpec, test: pl.DataFrame, y: np.ndarray, cand: Scored, ref: Scored
+) -> pl.DataFrame:
+    """Per-class precision/recall/F1 for classifiers; per-segment primary metric for all."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    rows: list[dict[str, object]] = []
+    if spec.task == "classification" and cand.labels is not None:
+        p, r, f, n = precision_recall_fscore_support(y, cand.labels, labels=[0, 1], zero_division=0)
+        for i, cls in enumerate(("negative", "positive")):
+            rows.append({"group": "class", "value": cls, "rows": int(n[i]),
+                         "precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i])})
+    segments = {c: test[c].to_numpy() for c in spec.evaluation.segment_columns}
+    if spec.task == "regression" and not segments:
+        quartile = np.searchsorted(np.quantile(cand.scores, [0.25, 0.5, 0.75]), cand.scores, side="right")
+        segments["predicted_quartile"] = quartile + 1
+    metric = get_metric(spec.primary_metric)
+    for column, values in segments.items():
+        for value in sorted(set(values.tolist()), key=str):
+            mask = values == value
+            row: dict[str, object] = {"group": column, "value": str(value), "rows": int(mask.sum())}
+            if metric.kind != "score" or len(np.unique(y[mask])) > 1:
+                row[f"candidate_{metric.name}"] = score(metric, y[mask], _pick(metric.kind, cand)[mask])
+                row[f"baseline_{metric.name}"] = score(metric, y[mask], _pick(metric.kind, ref)[mask])
+            rows.append(row)
+    return pl.DataFrame(rows) if rows else pl.DataFrame()
+
+
+def _pick(kind: str, scored: Scored) -> np.ndarray:
+    return scored.labels if kind == "label" and scored.labels is not None else scored.scores
+
+
+def calibration_table(y: np.ndarray, p: np.ndarray, bins: int) -> pl.DataFrame:
+    """Mean predicted vs observed positive rate per quantile bin of the score."""
+    edges = np.unique(np.quantile(p, np.linspace(0, 1, bins + 1)))
+    idx = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, max(len(edges) - 2, 0))
+    frame = pl.DataFrame({"bin": idx, "p": p, "y": y})
+    return (
+        frame.group_by("bin")
+        .agg(pl.len().alias("rows"), pl.col("p").mean().alias("mean_predicted"),
+             pl.col("y").mean().alias("observed_rate"))
+        .sort("bin")
+    )
+
+
+def expected_calibration_error(table: pl.DataFrame) -> float:
+    weights = table["rows"] / table["rows"].sum()
+    return float((weights * (table["mean_predicted"] - table["observed_rate"]).abs()).sum())
+
+
+def residual_summary(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    res = y - pred
+    q = np.quantile(res, [0.05, 0.5, 0.95])
+    return {"mean": float(res.mean()), "std": float(res.std()), "p05": float(q[0]),
+            "median": float(q[1]), "p95": float(q[2])}

@@ -1,0 +1,66 @@
+"""Preprocessing fitted on the training split only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+
+@dataclass(frozen=True)
+class Preprocessor:
+    """Imputation, scaling and category levels learned from training rows.
+
+    ``codes`` feeds LightGBM (NaN kept, categories as integer codes of the training levels);
+    ``design`` feeds GLMs (median-imputed, standardised, one-hot with the first level dropped).
+    Categories never seen in training become NaN (LightGBM) or all-zero dummies (GLM).
+    """
+
+    numeric: list[str]
+    categorical: list[str]
+    medians: dict[str, float]
+    means: dict[str, float]
+    stds: dict[str, float]
+    levels: dict[str, list[object]]
+
+    @classmethod
+    def fit(cls, train: pl.DataFrame, features: list[str], categorical: list[str]) -> Preprocessor:
+        cats = [c for c in features if c in set(categorical)]
+        nums = [c for c in features if c not in set(cats)]
+        medians, means, stds = {}, {}, {}
+        for c in nums:
+            col = train[c].cast(pl.Float64)
+            med = col.median()
+            medians[c] = float(med) if med is not None else 0.0
+            filled = col.fill_null(medians[c])
+            means[c] = float(filled.mean() or 0.0)
+            std = float(filled.std() or 0.0)
+            stds[c] = std if std > 0 else 1.0
+        levels = {c: sorted(train[c].drop_nulls().unique().to_list(), key=str) for c in cats}
+        return cls(nums, cats, medians, means, stds, levels)
+
+    @property
+    def features(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+    def codes(self, frame: pl.DataFrame) -> np.ndarray:
+        cols = [frame[c].cast(pl.Float64) for c in self.numeric]
+        for c in self.categorical:
+            mapping = {v: float(i) for i, v in enumerate(self.levels[c])}
+            cols.append(frame[c].replace_strict(mapping, default=None, return_dtype=pl.Float64))
+        return pl.DataFrame(cols).to_numpy().astype(np.float64) if cols else np.empty((frame.height, 0))
+
+    def design_names(self) -> list[str]:
+        dummies = [f"{c}={v}" for c in self.categorical for v in self.levels[c][1:]]
+        return ["const", *self.numeric, *dummies]
+
+    def design(self, frame: pl.DataFrame) -> np.ndarray:
+        exprs = [pl.lit(1.0).alias("const")]
+        for c in self.numeric:
+            scaled = (pl.col(c).cast(pl.Float64).fill_null(self.medians[c]) - self.means[c]) / self.stds[c]
+            exprs.append(scaled.alias(c))
+        for c in self.categorical:
+            for v in self.levels[c][1:]:
+                exprs.append((pl.col(c) == v).fill_null(False).cast(pl.Float64).alias(f"{c}={v}"))
+        return frame.select(exprs).to_numpy().astype(np.float64)

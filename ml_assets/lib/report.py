@@ -1,0 +1,194 @@
+"""Self-contained HTML evaluation report (plots embedded as PNG) and the model card."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+
+import numpy as np
+import polars as pl
+
+from ml_assets.lib.evaluation import Evaluation, Lineage, expected_calibration_error
+from ml_assets.lib.gate import GateDecision
+
+
+def _figure_png(fig: object) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")  # type: ignore[attr-defined]
+    plt.close(fig)  # type: ignore[arg-type]
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def plots(ev: Evaluation) -> dict[str, str]:
+    """Named PNG plots (base64) for the evaluation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    out: dict[str, str] = {}
+    if ev.task == "classification":
+        out |= _classification_plots(ev)
+    else:
+        out |= _regression_plots(ev)
+    if ev.importance is not None and ev.importance.height:
+        out["Feature importance"] = _importance_plot(ev.importance)
+    return out
+
+
+def _classification_plots(ev: Evaluation) -> dict[str, str]:
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_curve
+
+    models = [ev.candidate, *ev.baselines, *([ev.champion] if ev.champion else [])]
+    fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for s in models:
+        fpr, tpr, _ = roc_curve(ev.y_true, s.scores)
+        roc_ax.plot(fpr, tpr, label=f"{s.name} ({s.role})")
+        prec, rec, _ = precision_recall_curve(ev.y_true, s.scores)
+        pr_ax.plot(rec, prec, label=f"{s.name} ({s.role})")
+    roc_ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    roc_ax.set(title="ROC (test)", xlabel="false positive rate", ylabel="true positive rate")
+    pr_ax.set(title="Precision-recall (test)", xlabel="recall", ylabel="precision")
+    roc_ax.legend(fontsize=8)
+    pr_ax.legend(fontsize=8)
+    out = {"ROC and precision-recall curves": _figure_png(fig)}
+    if ev.calibration is not None:
+        fig, ax = plt.subplots(figsize=(5, 4.5))
+        ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+        ax.plot(ev.calibration["mean_predicted"], ev.calibration["observed_rate"], "o-")
+        ece = expected_calibration_error(ev.calibration)
+        ax.set(title=f"Calibration, candidate (ECE {ece:.3f})", xlabel="mean predicted", ylabel="observed")
+        out["Calibration"] = _figure_png(fig)
+    if ev.candidate.labels is not None:
+        cm = confusion_matrix(ev.y_true, ev.candidate.labels, labels=[0, 1])
+        fig, ax = plt.subplots(figsize=(4, 4))
+        ax.imshow(cm, cmap="Blues")
+        for (i, j), v in np.ndenumerate(cm):
+            ax.text(j, i, str(v), ha="center", va="center")
+        ax.set(title="Confusion matrix, candidate", xlabel="predicted", ylabel="actual",
+               xticks=[0, 1], yticks=[0, 1])
+        out["Confusion matrix"] = _figure_png(fig)
+    return out
+
+
+def _regression_plots(ev: Evaluation) -> dict[str, str]:
+    import matplotlib.pyplot as plt
+
+    pred, y = ev.candidate.scores, ev.y_true
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.5))
+    a.scatter(pred, y, s=6, alpha=0.4)
+    lim = [min(pred.min(), y.min()), max(pred.max(), y.max())]
+    a.plot(lim, lim, "k:", lw=0.8)
+    a.set(title="Actual vs predicted (test)", xlabel="predicted", ylabel="actual")
+    b.scatter(pred, y - pred, s=6, alpha=0.4)
+    b.axhline(0, color="k", lw=0.8)
+    b.set(title="Residuals vs predicted", xlabel="predicted", ylabel="actual - predicted")
+    out = {"Residuals": _figure_png(fig)}
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.hist(y - pred, bins=50)
+    ax.set(title="Residual distribution", xlabel="actual - predicted")
+    out["Residual distribution"] = _figure_png(fig)
+    return out
+
+
+def _importance_plot(importance: pl.DataFrame) -> str:
+    import matplotlib.pyplot as plt
+
+    top = importance.filter(pl.col("feature") != "const").sort("importance", descending=True).head(20)
+    fig, ax = plt.subplots(figsize=(6, 0.3 * top.height + 1.5))
+    ax.barh(top["feature"].to_list()[::-1], top["importance"].to_list()[::-1])
+    ax.set(title="Feature importance (mean |SHAP| or |standardised coefficient|)")
+    return _figure_png(fig)
+
+
+def _table_html(frame: pl.DataFrame) -> str:
+    if frame.is_empty():
+        return "<p>(none)</p>"
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in frame.columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
+        for row in frame.iter_rows()
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _fmt(v: object) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def markdown_table(frame: pl.DataFrame) -> str:
+    if frame.is_empty():
+        return "(none)"
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * frame.width]
+    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in frame.iter_rows()]
+    return "\n".join(lines)
+
+
+def render_html(ev: Evaluation, decision: GateDecision, lineage: Lineage) -> str:
+    """The whole report as one HTML document with no external references."""
+    sections = [
+        f"<h1>Evaluation report: {html.escape(ev.spec_name)}</h1>",
+        f"<p><b>Decision:</b> {'PROMOTE' if decision.promote else 'NOT PROMOTED'}</p>",
+        f"<p>Primary metric <b>{ev.primary}</b> on {ev.test_rows} test rows. Intervals are "
+        "95% percentile bootstrap intervals (rows resampled).</p>",
+        "<h2>Metrics on the test split</h2>", _table_html(ev.summary_table()),
+        "<h2>Candidate vs best baseline (paired bootstrap)</h2>",
+        f"<p>Improvement in {ev.primary} over '{ev.best_baseline}': {ev.vs_baseline.fmt()}"
+        " (positive = candidate better)</p>",
+    ]
+    if ev.vs_champion is not None:
+        sections.append(f"<p>Improvement over the current champion: {ev.vs_champion.fmt()}</p>")
+    sections += ["<h2>Promotion gate</h2>", _table_html(pl.DataFrame(
+        [{"criterion": c.name, "passed": c.passed, "detail": c.detail} for c in decision.criteria]))]
+    sections += ["<h2>Per class / per segment</h2>", _table_html(ev.per_group)]
+    if ev.residuals:
+        sections += ["<h2>Residuals</h2>", _table_html(pl.DataFrame([ev.residuals]))]
+    if ev.calibration is not None:
+        sections += ["<h2>Calibration table</h2>", _table_html(ev.calibration)]
+    if ev.importance is not None:
+        sections += ["<h2>Feature importance</h2>", _table_html(ev.importance.head(30))]
+    for title, png in plots(ev).items():
+        sections += [f"<h2>{html.escape(title)}</h2>", f'<img src="data:image/png;base64,{png}"/>']
+    sections += ["<h2>Lineage</h2>", _table_html(pl.DataFrame(
+        [{"item": k, "value": str(v)} for k, v in vars(lineage).items()]))]
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px}")
+    return f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style></head><body>" \
+        + "\n".join(sections) + "</body></html>"
+
+
+def model_card(ev: Evaluation, decision: GateDecision, lineage: Lineage, description: str) -> str:
+    """Markdown model card for a registered version."""
+    cand = ev.candidate
+    metrics = "\n".join(f"- {m}: {e.fmt()}" for m, e in cand.metrics.items())
+    base = ev.baseline.metrics[ev.primary]
+    rows = ", ".join(f"{k} {v}" for k, v in lineage.split_rows.items())
+    status = "promoted to champion" if decision.promote else "NOT promoted"
+    reasons = "\n".join(f"- {r}" for r in decision.reasons) or "- none"
+    return f"""# Model card: {ev.spec_name} ({cand.name})
+
+## Intended use
+{description or 'See the spec.'} Scores rows with the same columns as the training data.
+
+## Data
+- spec digest {lineage.spec_digest}, code version {lineage.code_version}
+- training data fingerprint {lineage.data_fingerprint}; test fingerprint {lineage.test_fingerprint}
+- split: {lineage.split_strategy}; rows: {rows}
+
+## Metrics on the test split (95% bootstrap CI)
+{metrics}
+- best baseline '{ev.best_baseline}' {ev.primary}: {base.fmt()}
+- paired improvement over it: {ev.vs_baseline.fmt()}
+
+## Promotion
+{status}. Failed criteria:
+{reasons}
+
+## Limitations
+- Evaluated on one held-out split of {ev.test_rows} rows; intervals reflect row sampling only,
+  not shifts in population or time.
+- Trained on data with fingerprint {lineage.data_fingerprint}; data outside the learned contract
+  (ranges, categories) is rejected by validation, and scores for it are not supported.
+"""

@@ -1,0 +1,139 @@
+"""Train / validation / test splits and the checks that prove they are sound."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from ml_assets.lib.data import ROW_ID, SPLIT, DataError, positive_class
+from ml_assets.lib.spec import MLSpec
+
+SPLIT_NAMES = ("train", "validation", "test")
+
+
+def assign_splits(spec: MLSpec, features: pl.DataFrame) -> pl.DataFrame:
+    """``features`` with a ``__split`` column; temporal gaps drop rows between splits."""
+    strategy = spec.split_strategy
+    if strategy == "temporal":
+        return _temporal(spec, features)
+    rng = np.random.default_rng(spec.split.seed)
+    labels = np.empty(features.height, dtype=object)
+    if strategy == "stratified":
+        target = features[spec.target].to_numpy()
+        for cls in np.unique(target):
+            idx = np.flatnonzero(target == cls)
+            labels[idx] = _shuffled_labels(len(idx), spec, rng)
+    else:
+        labels[:] = _shuffled_labels(features.height, spec, rng)
+    return features.with_columns(pl.Series(SPLIT, labels.astype(str)))
+
+
+def _shuffled_labels(n: int, spec: MLSpec, rng: np.random.Generator) -> np.ndarray:
+    n_test = int(round(n * spec.split.test_fraction))
+    n_val = int(round(n * spec.split.validation_fraction))
+    labels = np.array(["train"] * (n - n_test - n_val) + ["validation"] * n_val + ["test"] * n_test)
+    rng.shuffle(labels)
+    return labels
+
+
+def _temporal(spec: MLSpec, features: pl.DataFrame) -> pl.DataFrame:
+    time = spec.time_column
+    assert time is not None
+    if features[time].null_count():
+        raise DataError(
+            f"spec '{spec.name}': time column '{time}' has {features[time].null_count()} null "
+            "values; a temporal split needs a time for every row"
+        )
+    ordered = features.sort(time, ROW_ID)
+    n = ordered.height
+    t = ordered[time]
+    test_start = t[int(n * (1 - spec.split.test_fraction))]
+    val_start = t[int(n * (1 - spec.split.test_fraction - spec.split.validation_fraction))]
+    gap = spec.split.gap
+    split = (
+        pl.when(pl.col(time) >= test_start)
+        .then(pl.lit("test"))
+        .when((pl.col(time) >= val_start) & (pl.col(time) < _minus(test_start, gap)))
+        .then(pl.lit("validation"))
+        .when(pl.col(time) < _minus(val_start, gap))
+        .then(pl.lit("train"))
+        .otherwise(pl.lit(None))
+    )
+    out = ordered.with_columns(split.alias(SPLIT)).drop_nulls(SPLIT).sort(ROW_ID)
+    return out
+
+
+def _minus(value: object, gap: float | str | None) -> pl.Expr:
+    lit = pl.lit(value)
+    if gap is None or gap == 0:
+        return lit
+    if isinstance(gap, str):
+        return lit.dt.offset_by(f"-{gap}")
+    return lit - gap
+
+
+@dataclass(frozen=True)
+class SplitCheck:
+    name: str
+    passed: bool
+    detail: str
+    metadata: dict[str, float | int | str]
+
+
+def check_disjoint(splits: pl.DataFrame) -> SplitCheck:
+    """No row id in two splits."""
+    counts = splits.group_by(ROW_ID).agg(pl.col(SPLIT).n_unique().alias("n"))
+    shared = int((counts["n"] > 1).sum())
+    dupes = splits.height - splits[ROW_ID].n_unique()
+    ok = shared == 0 and dupes == 0
+    detail = "no row is in two splits" if ok else f"{shared} row ids appear in more than one split"
+    return SplitCheck("splits_disjoint", ok, detail, {"rows_in_two_splits": shared})
+
+
+def check_proportions(spec: MLSpec, splits: pl.DataFrame, tolerance: float = 0.02) -> SplitCheck:
+    """Split sizes as configured and, when stratified, class shares kept in every split."""
+    n = splits.height
+    wanted = {
+        "validation": spec.split.validation_fraction,
+        "test": spec.split.test_fraction,
+    }
+    wanted["train"] = 1 - wanted["validation"] - wanted["test"]
+    actual = {s: splits.filter(pl.col(SPLIT) == s).height / max(n, 1) for s in SPLIT_NAMES}
+    # A temporal gap removes rows, so its fractions are looser by the share of rows it drops.
+    slack = tolerance + (0.0 if spec.split.gap in (None, 0) else 0.1)
+    problems = [
+        f"{s}: {actual[s]:.3f} vs configured {wanted[s]:.3f}"
+        for s in SPLIT_NAMES
+        if abs(actual[s] - wanted[s]) > slack or actual[s] == 0
+    ]
+    meta: dict[str, float | int | str] = {f"{s}_fraction": round(actual[s], 4) for s in SPLIT_NAMES}
+    meta |= {f"{s}_rows": splits.filter(pl.col(SPLIT) == s).height for s in SPLIT_NAMES}
+    if spec.split_strategy == "stratified":
+        is_pos = pl.col(spec.target) == positive_class(splits[spec.target])
+        overall = splits.select(is_pos.mean()).item()
+        for s in SPLIT_NAMES:
+            share = splits.filter(pl.col(SPLIT) == s).select(is_pos.mean()).item()
+            meta[f"{s}_positive_share"] = round(float(share or 0), 4)
+            if share is None or abs(float(share) - float(overall)) > tolerance:
+                problems.append(f"{s}: positive share {share} vs overall {overall:.3f}")
+    ok = not problems
+    detail = "proportions as configured" if ok else "; ".join(problems)
+    return SplitCheck("splits_proportions", ok, detail, meta)
+
+
+def check_time_order(spec: MLSpec, splits: pl.DataFrame) -> SplitCheck:
+    """Temporal splits: every train time < every validation time < every test time."""
+    time = spec.time_column
+    if spec.split_strategy != "temporal" or time is None:
+        return SplitCheck("splits_time_order", True, "not a temporal split", {})
+    bounds = splits.group_by(SPLIT).agg(pl.col(time).min().alias("lo"), pl.col(time).max().alias("hi"))
+    b = {r[SPLIT]: (r["lo"], r["hi"]) for r in bounds.iter_rows(named=True)}
+    missing = [s for s in SPLIT_NAMES if s not in b]
+    if missing:
+        return SplitCheck("splits_time_order", False, f"empty split(s): {missing}", {})
+    ok = b["train"][1] < b["validation"][0] and b["validation"][1] < b["test"][0]
+    meta = {f"{s}_{end}": str(b[s][i]) for s in SPLIT_NAMES for i, end in enumerate(("start", "end"))}
+    detail = "train < validation < test in time" if ok else f"time ranges overlap: {meta}"
+    return SplitCheck("splits_time_order", ok, detail, meta)

@@ -1,0 +1,195 @@
+"""MLflow tracking and registry: runs per trained model, registration, the champion alias."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import subprocess
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import polars as pl
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+
+import ml_assets
+from ml_assets.lib.models import Model
+
+log = logging.getLogger(__name__)
+
+CHAMPION_ALIAS = "champion"
+PACKAGE_DIR = Path(ml_assets.__file__).resolve().parent
+
+
+@cache
+def code_version() -> str:
+    """Package version plus a hash of every source and spec file: same code, same value."""
+    digest = hashlib.sha256()
+    for path in sorted(PACKAGE_DIR.rglob("*")):
+        if path.suffix in {".py", ".yaml"} and "__pycache__" not in path.parts:
+            digest.update(path.relative_to(PACKAGE_DIR).as_posix().encode())
+            digest.update(path.read_bytes())
+    return f"{ml_assets.__version__}+{digest.hexdigest()[:12]}"
+
+
+@cache
+def git_commit() -> str:
+    """The git commit of the checkout the package runs from, or 'unknown'."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PACKAGE_DIR, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+class PyfuncModel(mlflow.pyfunc.PythonModel):
+    """Serves an ml_assets Model through MLflow's pyfunc interface (P(positive) or value)."""
+
+    # Inputs are validated against the logged signature, not against predict()'s type hints.
+    _skip_type_hint_validation = True
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+        return self.model.predict(pl.from_pandas(model_input))
+
+
+@dataclass(frozen=True)
+class LoggedModel:
+    run_id: str
+    model_uri: str
+    experiment_id: str
+
+
+@dataclass(frozen=True)
+class ChampionRef:
+    version: str
+    run_id: str
+    model: Model
+
+
+@dataclass(frozen=True)
+class Tracker:
+    """Everything ml_assets does with MLflow, against one tracking/registry URI."""
+
+    tracking_uri: str
+    artifact_root: str | None = None
+
+    @property
+    def client(self) -> MlflowClient:
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    def _activate(self) -> None:
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+
+    def experiment_id(self, name: str) -> str:
+        self._activate()
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        location = f"{self.artifact_root.rstrip('/')}/{name}" if self.artifact_root else None
+        try:
+            return self.client.create_experiment(name, artifact_location=location)
+        except MlflowException:  # created concurrently by another step
+            return self.client.get_experiment_by_name(name).experiment_id
+
+    def log_model(
+        self,
+        experiment: str,
+        model: Model,
+        example: pl.DataFrame,
+        validation_metrics: dict[str, float],
+        tags: dict[str, str],
+    ) -> LoggedModel:
+        """One MLflow run per trained model: params, validation metrics, signature, example."""
+        exp_id = self.experiment_id(experiment)
+        sample = example.select(model.features).head(5).to_pandas()
+        signature = infer_signature(sample, model.predict(example.head(5)))
+        with mlflow.start_run(experiment_id=exp_id, run_name=f"{model.role}:{model.name}") as run:
+            mlflow.log_params(_flat_params(model))
+            mlflow.log_metrics({f"validation_{k}": v for k, v in validation_metrics.items()})
+            mlflow.set_tags({**tags, "role": model.role, "family": model.family, "model_name": model.name})
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=PyfuncModel(model),
+                signature=signature,
+                input_example=sample,
+                pip_requirements=_requirements(),
+            )
+        return LoggedModel(run.info.run_id, info.model_uri, exp_id)
+
+    def log_evaluation(
+        self, run_id: str, metrics: dict[str, float], tags: dict[str, str], files: dict[str, str]
+    ) -> None:
+        """Test metrics, tags and text artifacts (report, model card) on an existing run."""
+        self._activate()
+        client = self.client
+        for key, value in metrics.items():
+            client.log_metric(run_id, key, value)
+        for key, value in tags.items():
+            client.set_tag(run_id, key, value)
+        for name, text in files.items():
+            client.log_text(run_id, text, name)
+
+    def register(self, name: str, logged: LoggedModel, card: str, tags: dict[str, str]) -> str:
+        """A new registered version of ``name`` with the model card as its description."""
+        self._activate()
+        version = mlflow.register_model(logged.model_uri, name, tags=tags)
+        self.client.update_model_version(name, version.version, description=card)
+        return str(version.version)
+
+    def set_champion(self, name: str, version: str) -> None:
+        self.client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
+
+    def champion_version(self, name: str) -> tuple[str, str] | None:
+        """(version, run_id) of the current champion, or None when there is none."""
+        try:
+            mv = self.client.get_model_version_by_alias(name, CHAMPION_ALIAS)
+        except MlflowException:
+            return None
+        return str(mv.version), str(mv.run_id)
+
+    def load_champion(self, name: str) -> ChampionRef | None:
+        """The model behind ``models:/<name>@champion``, loaded through the registry."""
+        ref = self.champion_version(name)
+        if ref is None:
+            return None
+        self._activate()
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION_ALIAS}")
+        model = pyfunc.unwrap_python_model().model
+        return ChampionRef(ref[0], ref[1], model)
+
+    def run_url(self, ui_url: str, experiment_id: str, run_id: str) -> str:
+        return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def _flat_params(model: Model) -> dict[str, str]:
+    params = {"model_name": model.name, "family": model.family, "threshold": model.threshold}
+    params |= {k: v for k, v in model.params.items()}
+    return {k: str(v)[:500] for k, v in params.items()}
+
+
+@cache
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    pkgs = ["polars", "numpy", "lightgbm", "statsmodels", "scikit-learn", "mlflow", "pyarrow"]
+    return [f"{p}=={version(p)}" for p in pkgs] + ["ml_assets"]
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A fitted model with its MLflow run, validation metrics and training-data fingerprint."""
+
+    model: Model
+    logged: LoggedModel
+    validation: dict[str, float]
+    data_fingerprint: str

@@ -1,0 +1,250 @@
+"""Data contracts and their Great Expectations 1.x suites.
+
+The contract for a spec has two sources: what the spec declares (``validation:``) and what is
+learned from the first data that passes validation (types, value ranges widened by a tolerance,
+categories), stored as JSON so that later runs are held to it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import polars as pl
+
+from ml_assets.lib.data import ROW_ID, fingerprint
+from ml_assets.lib.spec import ColumnContract, MLSpec
+
+log = logging.getLogger(__name__)
+
+Stage = Literal["raw_data", "features"]
+TypeFamily = Literal["numeric", "string", "bool", "datetime"]
+MAX_LEARNED_CATEGORIES = 50
+
+# pandas dtype names GX reports, per type family (string columns are handed over as object).
+_GX_TYPES: dict[str, list[str]] = {
+    "numeric": [
+        *(f"int{b}" for b in (8, 16, 32, 64)),
+        *(f"uint{b}" for b in (8, 16, 32, 64)),
+        "float32",
+        "float64",
+    ],
+    "string": ["object"],
+    "bool": ["bool", "object"],
+    "datetime": ["datetime64", "object"],
+}
+
+
+@dataclass(frozen=True)
+class LearnedContract:
+    """Column profiles learned from data that passed validation."""
+
+    learned_from: str
+    rows: int
+    raw_columns: list[str]
+    columns: dict[str, dict[str, Any]]
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(self), indent=2, default=str))
+
+    @classmethod
+    def load(cls, path: Path) -> LearnedContract | None:
+        if not path.exists():
+            return None
+        return cls(**json.loads(path.read_text()))
+
+
+@dataclass(frozen=True)
+class Failure:
+    expectation: str
+    column: str | None
+    detail: str
+    unexpected_count: int | None = None
+    examples: list[Any] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ValidationOutcome:
+    stage: Stage
+    success: bool
+    evaluated: int
+    rows: int
+    failures: list[Failure]
+
+    def summary(self) -> str:
+        if self.success:
+            return f"{self.stage}: all {self.evaluated} expectations passed on {self.rows} rows"
+        lines = [f"{self.stage}: {len(self.failures)} of {self.evaluated} expectations failed:"]
+        lines += [f"- {f.expectation} on {f.column or 'table'}: {f.detail}" for f in self.failures]
+        return "\n".join(lines)
+
+
+def type_family(dtype: pl.DataType) -> TypeFamily:
+    if dtype == pl.Boolean:
+        return "bool"
+    if dtype.is_numeric():
+        return "numeric"
+    if dtype.is_temporal():
+        return "datetime"
+    return "string"
+
+
+def categorical_columns(spec: MLSpec, frame: pl.DataFrame) -> list[str]:
+    """Declared categoricals plus every string-like or boolean column."""
+    auto = [c for c, t in frame.schema.items() if type_family(t) in ("string", "bool")]
+    return sorted({*spec.categorical, *auto} - {ROW_ID, spec.time_column, spec.target})
+
+
+def learn_contract(spec: MLSpec, raw: pl.DataFrame, features: pl.DataFrame) -> LearnedContract:
+    """Profile raw and feature columns: type family, widened numeric range, category sets."""
+    columns: dict[str, dict[str, Any]] = {}
+    cats = set(categorical_columns(spec, features))
+    tol = spec.validation.range_tolerance
+    for frame in (raw, features):
+        for name, dtype in frame.schema.items():
+            if name == ROW_ID:
+                continue
+            profile: dict[str, Any] = {"type": type_family(dtype)}
+            values = frame[name].drop_nulls()
+            if name in cats and values.n_unique() <= MAX_LEARNED_CATEGORIES:
+                profile["allowed"] = sorted(values.unique().to_list(), key=str)
+            elif profile["type"] == "numeric" and name != spec.target and len(values):
+                lo, hi = float(values.min()), float(values.max())
+                pad = tol * (hi - lo)
+                profile["min"], profile["max"] = lo - pad, hi + pad
+            columns[name] = profile
+    return LearnedContract(fingerprint(features), features.height, raw.columns, columns)
+
+
+def _declared_or_learned(
+    spec: MLSpec, learned: LearnedContract | None, columns: list[str]
+) -> dict[str, ColumnContract]:
+    out: dict[str, ColumnContract] = {}
+    for name in columns:
+        base = dict((learned.columns.get(name, {}) if learned else {}))
+        declared = spec.validation.columns.get(name)
+        if declared:
+            base.update(declared.model_dump(exclude_unset=True))
+        if base:
+            out[name] = ColumnContract(**base)
+    return out
+
+
+def build_expectations(
+    spec: MLSpec, stage: Stage, frame: pl.DataFrame, learned: LearnedContract | None
+) -> list[Any]:
+    """GX expectation objects for one stage of one spec."""
+    import great_expectations.expectations as gxe
+
+    v = spec.validation
+    if stage == "raw_data":
+        from ml_assets.lib.data import required_source_columns
+
+        exps: list[Any] = [gxe.ExpectTableRowCountToBeBetween(min_value=v.min_rows, max_value=v.max_rows)]
+        expected_cols = set(required_source_columns(spec)) | set(learned.raw_columns if learned else [])
+        exps += [gxe.ExpectColumnToExist(column=c) for c in sorted(expected_cols)]
+        for name, contract in _declared_or_learned(spec, learned, sorted(expected_cols)).items():
+            if contract.type:
+                exps.append(
+                    gxe.ExpectColumnValuesToBeInTypeList(column=name, type_list=_GX_TYPES[contract.type])
+                )
+        return exps
+
+    exps = [gxe.ExpectColumnToExist(column=spec.target), gxe.ExpectColumnValuesToNotBeNull(column=spec.target)]
+    if spec.task == "classification":
+        exps.append(gxe.ExpectColumnUniqueValueCountToBeBetween(column=spec.target, min_value=2, max_value=2))
+    data_cols = [c for c in frame.columns if c != ROW_ID]
+    for name, contract in _declared_or_learned(spec, learned, data_cols).items():
+        if contract.allowed is not None:
+            exps.append(gxe.ExpectColumnValuesToBeInSet(column=name, value_set=contract.allowed))
+        if contract.min is not None or contract.max is not None:
+            exps.append(
+                gxe.ExpectColumnValuesToBeBetween(column=name, min_value=contract.min, max_value=contract.max)
+            )
+        if not contract.nullable:
+            exps.append(gxe.ExpectColumnValuesToNotBeNull(column=name))
+    if data_cols:
+        exps.append(
+            gxe.ExpectCompoundColumnsToBeUnique(column_list=data_cols, mostly=1 - v.max_duplicate_fraction)
+        )
+    exps += [_custom_expectation(spec, item) for item in v.expectations]
+    return exps
+
+
+def _custom_expectation(spec: MLSpec, item: dict[str, dict[str, Any]]) -> Any:
+    import great_expectations.expectations as gxe
+
+    (name, kwargs), = item.items()
+    class_name = "".join(part.capitalize() for part in name.split("_"))
+    cls = getattr(gxe, class_name, None)
+    if cls is None:
+        raise ValueError(
+            f"spec '{spec.name}': field 'validation.expectations': '{name}' is not a Great "
+            "Expectations 1.x expectation (see gx.expectations for the names)"
+        )
+    try:
+        return cls(**kwargs)
+    except Exception as exc:  # pydantic error from GX: re-raise with the spec location
+        raise ValueError(
+            f"spec '{spec.name}': field 'validation.expectations.{name}': bad arguments {kwargs}: {exc}"
+        ) from exc
+
+
+def _to_pandas_for_gx(frame: pl.DataFrame) -> Any:
+    pdf = frame.to_pandas()
+    # GX 1.x does not recognise pandas 3's "str" dtype in type checks; hand strings over as object.
+    for name, dtype in frame.schema.items():
+        if type_family(dtype) == "string":
+            pdf[name] = pdf[name].astype(object)
+    return pdf
+
+
+def run_expectations(stage: Stage, frame: pl.DataFrame, expectations: list[Any]) -> ValidationOutcome:
+    """Run the expectations on ``frame`` with an ephemeral GX context."""
+    import great_expectations as gx
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = {"globally": False}
+    batch = (
+        context.data_sources.add_pandas("ml_assets")
+        .add_dataframe_asset(stage)
+        .add_batch_definition_whole_dataframe("all_rows")
+    )
+    suite = context.suites.add(gx.ExpectationSuite(name=f"{stage}_contract"))
+    for expectation in expectations:
+        suite.add_expectation(expectation)
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name=f"{stage}_validation", data=batch, suite=suite)
+    )
+    result = definition.run(
+        batch_parameters={"dataframe": _to_pandas_for_gx(frame)},
+        result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5},
+    )
+    failures = [_describe(r, frame.height) for r in result.results if not r.success]
+    return ValidationOutcome(stage, bool(result.success), len(result.results), frame.height, failures)
+
+
+def _describe(result: Any, rows: int) -> Failure:
+    config = result.expectation_config
+    kwargs = {k: v for k, v in config.kwargs.items() if k != "batch_id"}
+    column = kwargs.get("column")
+    info = result.exception_info or {}
+    if info.get("raised_exception"):
+        detail = f"could not be evaluated ({info.get('exception_message')}); is the column missing?"
+        return Failure(config.type, column, detail)
+    res = result.result or {}
+    expected = {k: v for k, v in kwargs.items() if k not in ("column", "column_list")}
+    if "unexpected_count" in res and res["unexpected_count"]:
+        count = int(res["unexpected_count"])
+        examples = list(res.get("partial_unexpected_list") or [])[:5]
+        detail = (
+            f"{count} of {rows} rows ({100 * count / max(rows, 1):.2f}%) unexpected; "
+            f"expected {expected}; examples {examples}"
+        )
+        return Failure(config.type, column, detail, count, examples)
+    detail = f"observed {res.get('observed_value')!r}; expected {expected}"
+    return Failure(config.type, column, detail)
