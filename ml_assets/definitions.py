@@ -33,7 +33,8 @@ def build_definitions(extra_spec_dir: str | None = None) -> dg.Definitions:
             "io_manager": PolarsParquetIOManager(base_dir=data_dir),
             "artifacts": ArtifactStore(base_dir=data_dir),
             "mlflow": MlflowResource(
-                tracking_uri=default_tracking_uri(), artifact_root=default_artifact_root(),
+                tracking_uri=default_tracking_uri(),
+                artifact_root=default_artifact_root(),
                 ui_url=os.environ.get("ML_ASSETS_MLFLOW_UI", "http://127.0.0.1:5000"),
             ),
         },

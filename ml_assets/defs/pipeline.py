@@ -4,7 +4,6 @@ Assets here are adapters: they load inputs, call ``ml_assets.lib`` and turn resu
 metadata. Keys are ``<spec>/<stage>``; the test split reaches only ``evaluation_report``.
 """
 
-
 import dataclasses
 from typing import Any
 
@@ -35,8 +34,10 @@ def _md_failures(outcome: val_lib.ValidationOutcome) -> str:
     if not outcome.failures:
         return "all expectations passed"
     frame = pl.DataFrame(
-        [{"expectation": f.expectation, "column": f.column or "(table)", "detail": f.detail}
-         for f in outcome.failures]
+        [
+            {"expectation": f.expectation, "column": f.column or "(table)", "detail": f.detail}
+            for f in outcome.failures
+        ]
     )
     return report_lib.markdown_table(frame)
 
@@ -59,9 +60,13 @@ def _check_result(outcome: val_lib.ValidationOutcome, extra: dict[str, Any]) -> 
 def build_spec_defs(spec: MLSpec) -> dg.Definitions:
     """Assets, blocking checks and the ``train_<spec>`` job for one spec."""
     assets = [
-        _raw_data(spec), _features(spec), _splits(spec), _baselines(spec),
+        _raw_data(spec),
+        _features(spec),
+        _splits(spec),
+        _baselines(spec),
         *(_candidate(spec, family) for family in spec.candidates.enabled()),
-        _evaluation_report(spec), _champion_model(spec),
+        _evaluation_report(spec),
+        _champion_model(spec),
     ]
     checks = [_raw_data_contract(spec), _features_contract(spec)]
     job = dg.define_asset_job(
@@ -75,46 +80,70 @@ def build_spec_defs(spec: MLSpec) -> dg.Definitions:
 
 
 def _raw_data(spec: MLSpec) -> dg.AssetsDefinition:
-    source = spec.source.statsmodels and f"statsmodels:{spec.source.statsmodels}" or str(spec.source_file)
+    source = (
+        spec.source.statsmodels
+        and f"statsmodels:{spec.source.statsmodels}"
+        or str(spec.source_file)
+    )
 
     @dg.asset(
-        key=_key(spec, "raw_data"), group_name=spec.name, kinds={"polars"},
+        key=_key(spec, "raw_data"),
+        group_name=spec.name,
+        kinds={"polars"},
         description=f"Source data of '{spec.name}' as loaded from {source}",
     )
     def raw_data(context: dg.AssetExecutionContext) -> dg.Output[pl.DataFrame]:
         frame = data_lib.load_raw(spec)
         data_lib.check_columns_present(spec, frame)
-        return dg.Output(frame, metadata={
-            "source": source, "fingerprint": data_lib.fingerprint(frame),
-            "schema": dg.MetadataValue.md(report_lib.markdown_table(pl.DataFrame(
-                {"column": frame.columns, "dtype": [str(t) for t in frame.dtypes]}))),
-        })
+        return dg.Output(
+            frame,
+            metadata={
+                "source": source,
+                "fingerprint": data_lib.fingerprint(frame),
+                "schema": dg.MetadataValue.md(
+                    report_lib.markdown_table(
+                        pl.DataFrame(
+                            {"column": frame.columns, "dtype": [str(t) for t in frame.dtypes]}
+                        )
+                    )
+                ),
+            },
+        )
 
     return raw_data
 
 
 def _features(spec: MLSpec) -> dg.AssetsDefinition:
     @dg.asset(
-        key=_key(spec, "features"), group_name=spec.name, kinds={"polars"},
+        key=_key(spec, "features"),
+        group_name=spec.name,
+        kinds={"polars"},
         ins={"raw_data": dg.AssetIn(_key(spec, "raw_data"))},
         description="Derived columns added, leaking/unused columns dropped, row ids assigned",
     )
-    def features(context: dg.AssetExecutionContext, raw_data: pl.DataFrame) -> dg.Output[pl.DataFrame]:
+    def features(
+        context: dg.AssetExecutionContext, raw_data: pl.DataFrame
+    ) -> dg.Output[pl.DataFrame]:
         frame = data_lib.build_features(spec, raw_data)
         counts = frame[spec.target].value_counts(sort=True).head(20)
-        return dg.Output(frame, metadata={
-            "fingerprint": data_lib.fingerprint(frame),
-            "feature_columns": ", ".join(data_lib.feature_columns(spec, frame)),
-            "target_distribution": dg.MetadataValue.md(report_lib.markdown_table(counts)),
-            "target_nulls": frame[spec.target].null_count(),
-        })
+        return dg.Output(
+            frame,
+            metadata={
+                "fingerprint": data_lib.fingerprint(frame),
+                "feature_columns": ", ".join(data_lib.feature_columns(spec, frame)),
+                "target_distribution": dg.MetadataValue.md(report_lib.markdown_table(counts)),
+                "target_nulls": frame[spec.target].null_count(),
+            },
+        )
 
     return features
 
 
 def _raw_data_contract(spec: MLSpec) -> dg.AssetChecksDefinition:
     @dg.asset_check(
-        asset=_key(spec, "raw_data"), name="raw_data_contract", blocking=True,
+        asset=_key(spec, "raw_data"),
+        name="raw_data_contract",
+        blocking=True,
         description="GX suite: row count bounds, required columns present, column types",
     )
     def raw_data_contract(
@@ -132,7 +161,9 @@ def _raw_data_contract(spec: MLSpec) -> dg.AssetChecksDefinition:
 
 def _features_contract(spec: MLSpec) -> dg.AssetChecksDefinition:
     @dg.asset_check(
-        asset=_key(spec, "features"), name="features_contract", blocking=True,
+        asset=_key(spec, "features"),
+        name="features_contract",
+        blocking=True,
         additional_ins={"raw_data": dg.AssetIn(_key(spec, "raw_data"))},
         description="GX suite: target present and not null, label cardinality, ranges, "
         "categories, duplicate rows, the spec's own expectations",
@@ -147,7 +178,11 @@ def _features_contract(spec: MLSpec) -> dg.AssetChecksDefinition:
         learned = val_lib.LearnedContract.load(path)
         exps = val_lib.build_expectations(spec, "features", features, learned)
         outcome = val_lib.run_expectations("features", features, exps)
-        note = f"held to contract learned from {learned.learned_from}" if learned else "no learned contract yet"
+        note = (
+            f"held to contract learned from {learned.learned_from}"
+            if learned
+            else "no learned contract yet"
+        )
         if outcome.success and learned is None and spec.validation.learn:
             val_lib.learn_contract(spec, raw_data, features).save(path)
             note = f"contract learned from this data and saved to {path}"
@@ -162,42 +197,62 @@ def _splits(spec: MLSpec) -> dg.AssetsDefinition:
     checks = ["splits_disjoint", "splits_proportions", "splits_time_order"]
 
     @dg.asset(
-        key=_key(spec, "splits"), group_name=spec.name, kinds={"polars"},
+        key=_key(spec, "splits"),
+        group_name=spec.name,
+        kinds={"polars"},
         ins={"features": dg.AssetIn(_key(spec, "features"))},
-        check_specs=[dg.AssetCheckSpec(c, asset=_key(spec, "splits"), blocking=True) for c in checks],
+        check_specs=[
+            dg.AssetCheckSpec(c, asset=_key(spec, "splits"), blocking=True) for c in checks
+        ],
         description=f"{spec.split_strategy} train/validation/test assignment (column __split)",
     )
     def splits(context: dg.AssetExecutionContext, features: pl.DataFrame) -> Any:
         frame = split_lib.assign_splits(spec, features)
         by_split = {s: frame.filter(pl.col(data_lib.SPLIT) == s) for s in split_lib.SPLIT_NAMES}
-        yield dg.Output(frame, metadata={
-            "strategy": spec.split_strategy, "seed": spec.split.seed,
-            **{f"{s}_rows": f.height for s, f in by_split.items()},
-            **{f"{s}_fingerprint": data_lib.fingerprint(f) for s, f in by_split.items()},
-        })
+        yield dg.Output(
+            frame,
+            metadata={
+                "strategy": spec.split_strategy,
+                "seed": spec.split.seed,
+                **{f"{s}_rows": f.height for s, f in by_split.items()},
+                **{f"{s}_fingerprint": data_lib.fingerprint(f) for s, f in by_split.items()},
+            },
+        )
         for result in (
             split_lib.check_disjoint(frame),
             split_lib.check_proportions(spec, frame),
             split_lib.check_time_order(spec, frame),
         ):
             yield dg.AssetCheckResult(
-                check_name=result.name, passed=result.passed, severity=dg.AssetCheckSeverity.ERROR,
-                description=result.detail, metadata=dict(result.metadata),
+                check_name=result.name,
+                passed=result.passed,
+                severity=dg.AssetCheckSeverity.ERROR,
+                description=result.detail,
+                metadata=dict(result.metadata),
             )
 
     return splits
 
 
-def _lineage_tags(spec: MLSpec, context: dg.AssetExecutionContext, fingerprint: str) -> dict[str, str]:
+def _lineage_tags(
+    spec: MLSpec, context: dg.AssetExecutionContext, fingerprint: str
+) -> dict[str, str]:
     return {
-        "spec": spec.name, "spec_digest": spec.digest(), "code_version": code_version(),
-        "git_commit": git_commit(), "data_fingerprint": fingerprint, "dagster_run_id": context.run_id,
+        "spec": spec.name,
+        "spec_digest": spec.digest(),
+        "code_version": code_version(),
+        "git_commit": git_commit(),
+        "data_fingerprint": fingerprint,
+        "dagster_run_id": context.run_id,
     }
 
 
 def _log_trained(
-    spec: MLSpec, context: dg.AssetExecutionContext, mlflow: MlflowResource,
-    model: model_lib.Model, prepared: model_lib.TrainingData,
+    spec: MLSpec,
+    context: dg.AssetExecutionContext,
+    mlflow: MlflowResource,
+    model: model_lib.Model,
+    prepared: model_lib.TrainingData,
 ) -> Trained:
     fingerprint = data_lib.fingerprint(pl.concat([prepared.train, prepared.validation]))
     val = model_lib.validation_metrics(model, prepared, spec.all_metrics)
@@ -219,7 +274,9 @@ def _prepare(spec: MLSpec, splits: pl.DataFrame) -> model_lib.TrainingData:
 
 def _baselines(spec: MLSpec) -> dg.AssetsDefinition:
     @dg.asset(
-        key=_key(spec, "baselines"), group_name=spec.name, kinds={"python", "mlflow"},
+        key=_key(spec, "baselines"),
+        group_name=spec.name,
+        kinds={"python", "mlflow"},
         ins=_train_inputs(spec),
         description="Naive baselines every candidate must beat (prior/majority or mean/median)",
     )
@@ -227,12 +284,18 @@ def _baselines(spec: MLSpec) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, splits: pl.DataFrame, mlflow: MlflowResource
     ) -> dg.Output[list[Trained]]:
         prepared = _prepare(spec, splits)
-        trained = [_log_trained(spec, context, mlflow, m, prepared) for m in model_lib.train_baselines(prepared)]
+        trained = [
+            _log_trained(spec, context, mlflow, m, prepared)
+            for m in model_lib.train_baselines(prepared)
+        ]
         table = pl.DataFrame([{"baseline": t.model.name, **t.validation} for t in trained])
-        return dg.Output(trained, metadata={
-            "validation_metrics": dg.MetadataValue.md(report_lib.markdown_table(table)),
-            "data_fingerprint": trained[0].data_fingerprint,
-        })
+        return dg.Output(
+            trained,
+            metadata={
+                "validation_metrics": dg.MetadataValue.md(report_lib.markdown_table(table)),
+                "data_fingerprint": trained[0].data_fingerprint,
+            },
+        )
 
     return baselines
 
@@ -241,7 +304,9 @@ def _candidate(spec: MLSpec, family: str) -> dg.AssetsDefinition:
     kinds = {"glm": {"statsmodels", "mlflow"}, "lightgbm": {"lightgbm", "mlflow"}}[family]
 
     @dg.asset(
-        key=_key(spec, f"candidate_{family}"), group_name=spec.name, kinds=kinds,
+        key=_key(spec, f"candidate_{family}"),
+        group_name=spec.name,
+        kinds=kinds,
         ins=_train_inputs(spec),
         description=f"{family} candidate, fitted on train and tuned/selected on validation",
     )
@@ -254,14 +319,20 @@ def _candidate(spec: MLSpec, family: str) -> dg.AssetsDefinition:
             model: model_lib.Model = model_lib.train_glm(prepared, spec.candidates.glm)
         else:
             assert spec.candidates.lightgbm is not None
-            model = model_lib.train_lightgbm(prepared, spec.candidates.lightgbm, get_metric(spec.primary_metric))
+            model = model_lib.train_lightgbm(
+                prepared, spec.candidates.lightgbm, get_metric(spec.primary_metric)
+            )
         trained = _log_trained(spec, context, mlflow, model, prepared)
-        return dg.Output(trained, metadata={
-            "model": model.name, "mlflow_run_id": trained.logged.run_id,
-            f"validation_{spec.primary_metric}": trained.validation[spec.primary_metric],
-            "params": dg.MetadataValue.json({k: str(v) for k, v in model.params.items()}),
-            "data_fingerprint": trained.data_fingerprint,
-        })
+        return dg.Output(
+            trained,
+            metadata={
+                "model": model.name,
+                "mlflow_run_id": trained.logged.run_id,
+                f"validation_{spec.primary_metric}": trained.validation[spec.primary_metric],
+                "params": dg.MetadataValue.json({k: str(v) for k, v in model.params.items()}),
+                "data_fingerprint": trained.data_fingerprint,
+            },
+        )
 
     return candidate
 
@@ -291,26 +362,45 @@ def _evaluation_report(spec: MLSpec) -> dg.AssetsDefinition:
     }
 
     @dg.asset(
-        key=_key(spec, "evaluation_report"), group_name=spec.name, kinds={"html", "mlflow"}, ins=ins,
-        description="Test-split evaluation of the validation-selected candidate, every baseline and "
-        "the current champion: metrics with bootstrap CIs, paired tests, plots, gate decision",
+        key=_key(spec, "evaluation_report"),
+        group_name=spec.name,
+        kinds={"html", "mlflow"},
+        ins=ins,
+        description="Test-split evaluation of the validation-selected candidate, every baseline "
+        "and the current champion: metrics with bootstrap CIs, paired tests, plots, gate decision",
     )
     def evaluation_report(
-        context: dg.AssetExecutionContext, mlflow: MlflowResource, artifacts: ArtifactStore, **inputs: Any
+        context: dg.AssetExecutionContext,
+        mlflow: MlflowResource,
+        artifacts: ArtifactStore,
+        **inputs: Any,
     ) -> dg.Output[gate_lib.EvaluationOutcome]:
         test: pl.DataFrame = inputs["splits"]
         baselines: list[Trained] = inputs["baselines"]
-        candidates = {inputs[f"candidate_{f}"].model.name: inputs[f"candidate_{f}"] for f in families}
+        candidates = {
+            inputs[f"candidate_{f}"].model.name: inputs[f"candidate_{f}"] for f in families
+        }
         primary = spec.primary_metric
-        selected = candidates[eval_lib.select_best({n: t.validation for n, t in candidates.items()}, primary)]
-        best_base = eval_lib.select_best({b.model.name: b.validation for b in baselines}, primary)
+        order = spec.all_metrics
+        selected = candidates[
+            eval_lib.select_best({n: t.validation for n, t in candidates.items()}, order)
+        ]
+        best_base = eval_lib.select_best({b.model.name: b.validation for b in baselines}, order)
         tracker = mlflow.tracker()
         champion, champion_version, extra = _champion_for_comparison(spec, tracker, test, context)
-        ev = eval_lib.evaluate(spec, test, selected.model, [b.model for b in baselines], best_base, champion)
+        ev = eval_lib.evaluate(
+            spec, test, selected.model, [b.model for b in baselines], best_base, champion
+        )
         decision = gate_lib.decide(ev, spec.success_criteria, extra)
         lineage = eval_lib.Lineage(
-            spec.name, spec.digest(), code_version(), selected.data_fingerprint, ev.test_fingerprint,
-            selected.logged.run_id, spec.split_strategy, _split_rows(context, spec, test.height),
+            spec.name,
+            spec.digest(),
+            code_version(),
+            selected.data_fingerprint,
+            ev.test_fingerprint,
+            selected.logged.run_id,
+            spec.split_strategy,
+            _split_rows(context, spec, test.height),
         )
         html = report_lib.render_html(ev, decision, lineage)
         path = artifacts.report_path(spec.name, context.run_id)
@@ -321,34 +411,45 @@ def _evaluation_report(spec: MLSpec) -> dg.AssetsDefinition:
         tracker.log_evaluation(
             selected.logged.run_id,
             metrics={
-                f"test_{primary}": cand.value, f"test_{primary}_ci_lower": cand.lower,
-                f"test_{primary}_ci_upper": cand.upper, f"baseline_test_{primary}": base.value,
+                f"test_{primary}": cand.value,
+                f"test_{primary}_ci_lower": cand.lower,
+                f"test_{primary}_ci_upper": cand.upper,
+                f"baseline_test_{primary}": base.value,
                 **{f"test_{m}": e.value for m, e in ev.candidate.metrics.items() if m != primary},
                 f"improvement_vs_baseline_{primary}": ev.vs_baseline.value,
                 f"improvement_vs_baseline_{primary}_ci_lower": ev.vs_baseline.lower,
             },
-            tags={"test_data_fingerprint": ev.test_fingerprint, "best_baseline": best_base,
-                  "gate_passed": str(decision.promote), "report_path": str(path)},
+            tags={
+                "test_data_fingerprint": ev.test_fingerprint,
+                "best_baseline": best_base,
+                "gate_passed": str(decision.promote),
+                "report_path": str(path),
+            },
             files={"evaluation_report.html": html, "model_card.md": card},
         )
-        outcome = gate_lib.EvaluationOutcome(ev, decision, lineage, selected, champion_version, str(path), card)
+        outcome = gate_lib.EvaluationOutcome(
+            ev, decision, lineage, selected, champion_version, str(path), card
+        )
         url = tracker.run_url(mlflow.ui_url, selected.logged.experiment_id, selected.logged.run_id)
-        return dg.Output(outcome, metadata={
-            "summary": dg.MetadataValue.md(report_lib.markdown_table(ev.summary_table())),
-            "selected_candidate": selected.model.name,
-            "best_baseline": best_base,
-            f"test_{primary}": cand.value,
-            f"test_{primary}_ci": f"[{cand.lower:.4f}, {cand.upper:.4f}]",
-            f"baseline_test_{primary}": base.value,
-            "improvement_vs_baseline": ev.vs_baseline.fmt(),
-            "gate": dg.MetadataValue.md(decision.markdown()),
-            "gate_passed": decision.promote,
-            "report": dg.MetadataValue.path(str(path)),
-            "mlflow_run": dg.MetadataValue.url(url),
-            "data_fingerprint": lineage.data_fingerprint,
-            "test_fingerprint": ev.test_fingerprint,
-            "code_version": lineage.code_version,
-        })
+        return dg.Output(
+            outcome,
+            metadata={
+                "summary": dg.MetadataValue.md(report_lib.markdown_table(ev.summary_table())),
+                "selected_candidate": selected.model.name,
+                "best_baseline": best_base,
+                f"test_{primary}": cand.value,
+                f"test_{primary}_ci": f"[{cand.lower:.4f}, {cand.upper:.4f}]",
+                f"baseline_test_{primary}": base.value,
+                "improvement_vs_baseline": ev.vs_baseline.fmt(),
+                "gate": dg.MetadataValue.md(decision.markdown()),
+                "gate_passed": decision.promote,
+                "report": dg.MetadataValue.path(str(path)),
+                "mlflow_run": dg.MetadataValue.url(url),
+                "data_fingerprint": lineage.data_fingerprint,
+                "test_fingerprint": ev.test_fingerprint,
+                "code_version": lineage.code_version,
+            },
+        )
 
     return evaluation_report
 
@@ -363,26 +464,35 @@ def _split_rows(context: dg.AssetExecutionContext, spec: MLSpec, test_rows: int)
 
 def _champion_model(spec: MLSpec) -> dg.AssetsDefinition:
     @dg.asset(
-        key=_key(spec, "champion_model"), group_name=spec.name, kinds={"mlflow"},
+        key=_key(spec, "champion_model"),
+        group_name=spec.name,
+        kinds={"mlflow"},
         ins={"evaluation_report": dg.AssetIn(_key(spec, "evaluation_report"))},
         check_specs=[dg.AssetCheckSpec("promotion_gate", asset=_key(spec, "champion_model"))],
         description=f"Registers the candidate as model '{spec.name}' and moves the 'champion' "
         "alias to it only if it passes every gate criterion",
     )
     def champion_model(
-        context: dg.AssetExecutionContext, evaluation_report: gate_lib.EvaluationOutcome, mlflow: MlflowResource
+        context: dg.AssetExecutionContext,
+        evaluation_report: gate_lib.EvaluationOutcome,
+        mlflow: MlflowResource,
     ) -> Any:
         outcome, tracker = evaluation_report, mlflow.tracker()
         decision, selected = outcome.decision, outcome.selected
-        tags = {"promoted": "pending", "data_fingerprint": selected.data_fingerprint,
-                "code_version": outcome.lineage.code_version}
+        tags = {
+            "promoted": "pending",
+            "data_fingerprint": selected.data_fingerprint,
+            "code_version": outcome.lineage.code_version,
+        }
         version = tracker.register(spec.name, selected.logged, outcome.model_card, tags)
         current = tracker.champion_version(spec.name)
         current_version = current[0] if current else None
         reasons = decision.reasons
         if decision.promote and current_version != outcome.compared_champion:
-            reasons = [f"champion moved from v{outcome.compared_champion} to v{current_version} "
-                       "during this run; re-run to compare against the new champion"]
+            reasons = [
+                f"champion moved from v{outcome.compared_champion} to v{current_version} "
+                "during this run; re-run to compare against the new champion"
+            ]
         promoted = not reasons
         if promoted:
             tracker.set_champion(spec.name, version)
@@ -390,26 +500,46 @@ def _champion_model(spec: MLSpec) -> dg.AssetsDefinition:
         else:
             context.log.error(f"'{spec.name}' v{version} NOT promoted: " + "; ".join(reasons))
         tracker.client.set_model_version_tag(spec.name, version, "promoted", str(promoted))
-        tracker.log_evaluation(selected.logged.run_id, {}, {
-            "promoted": str(promoted), "registered_version": version,
-            "gate_reasons": "; ".join(reasons) or "all criteria passed"}, {})
+        tracker.log_evaluation(
+            selected.logged.run_id,
+            {},
+            {
+                "promoted": str(promoted),
+                "registered_version": version,
+                "gate_reasons": "; ".join(reasons) or "all criteria passed",
+            },
+            {},
+        )
         champion_now = version if promoted else current_version
         primary = spec.primary_metric
         yield dg.Output(
-            {"registered_version": version, "promoted": promoted, "champion_version": champion_now,
-             "reasons": reasons},
+            {
+                "registered_version": version,
+                "promoted": promoted,
+                "champion_version": champion_now,
+                "reasons": reasons,
+            },
             metadata={
-                "registered_model": spec.name, "registered_version": version, "promoted": promoted,
-                "champion_version": str(champion_now), "reasons": "; ".join(reasons) or "all criteria passed",
+                "registered_model": spec.name,
+                "registered_version": version,
+                "promoted": promoted,
+                "champion_version": str(champion_now),
+                "reasons": "; ".join(reasons) or "all criteria passed",
                 f"test_{primary}": outcome.evaluation.candidate.metrics[primary].value,
                 "model_card": dg.MetadataValue.md(outcome.model_card),
             },
         )
         yield dg.AssetCheckResult(
-            check_name="promotion_gate", passed=promoted, severity=dg.AssetCheckSeverity.ERROR,
-            description="promoted to champion" if promoted else "NOT promoted: " + "; ".join(reasons),
-            metadata={"gate": dg.MetadataValue.md(decision.markdown()),
-                      "champion_version": str(champion_now)},
+            check_name="promotion_gate",
+            passed=promoted,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description="promoted to champion"
+            if promoted
+            else "NOT promoted: " + "; ".join(reasons),
+            metadata={
+                "gate": dg.MetadataValue.md(decision.markdown()),
+                "champion_version": str(champion_now),
+            },
         )
 
     return champion_model

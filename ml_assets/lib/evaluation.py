@@ -81,14 +81,19 @@ class Lineage:
     split_rows: dict[str, int]
 
 
-def select_best(val_metrics: dict[str, dict[str, float]], primary: str) -> str:
-    """The model with the best validation value of ``primary`` (ties: first by name)."""
-    metric = get_metric(primary)
-    sign = 1.0 if metric.greater_is_better else -1.0
-    return max(sorted(val_metrics), key=lambda name: sign * val_metrics[name][primary])
+def select_best(val_metrics: dict[str, dict[str, float]], order: list[str]) -> str:
+    """The model best on validation by the metrics in ``order`` (primary first, then ties)."""
+
+    def key(name: str) -> tuple[float, ...]:
+        signs = [1.0 if get_metric(m).greater_is_better else -1.0 for m in order]
+        return tuple(s * val_metrics[name][m] for s, m in zip(signs, order, strict=True))
+
+    return max(sorted(val_metrics), key=key)
 
 
-def _score_model(spec: MLSpec, model: Model, role: EvalRole, test: pl.DataFrame, y: np.ndarray) -> Scored:
+def _score_model(
+    spec: MLSpec, model: Model, role: EvalRole, test: pl.DataFrame, y: np.ndarray
+) -> Scored:
     scores = model.predict(test)
     labels = model.labels(scores) if spec.task == "classification" else None
     cfg = spec.evaluation
@@ -96,7 +101,9 @@ def _score_model(spec: MLSpec, model: Model, role: EvalRole, test: pl.DataFrame,
     for name in spec.all_metrics:
         metric = get_metric(name)
         values = labels if metric.kind == "label" else scores
-        metrics[name] = bootstrap_ci(metric, y, values, cfg.bootstrap_samples, cfg.confidence, spec.split.seed)
+        metrics[name] = bootstrap_ci(
+            metric, y, values, cfg.bootstrap_samples, cfg.confidence, spec.split.seed
+        )
     return Scored(model.name, role, model.family, scores, labels, metrics)
 
 
@@ -123,10 +130,22 @@ def evaluate(
 
     champ = _score_model(spec, champion, "champion", test, y) if champion else None
     return Evaluation(
-        spec.name, spec.task, spec.primary_metric, test.height, fingerprint(test), y, cand, bases,
-        best_baseline, paired(ref), champ, paired(champ) if champ else None,
+        spec.name,
+        spec.task,
+        spec.primary_metric,
+        test.height,
+        fingerprint(test),
+        y,
+        cand,
+        bases,
+        best_baseline,
+        paired(ref),
+        champ,
+        paired(champ) if champ else None,
         per_group_metrics(spec, test, y, cand, ref),
-        calibration_table(y, cand.scores, cfg.calibration_bins) if spec.task == "classification" else None,
+        calibration_table(y, cand.scores, cfg.calibration_bins)
+        if spec.task == "classification"
+        else None,
         residual_summary(y, cand.scores) if spec.task == "regression" else None,
         candidate.importance(test),
     )
@@ -142,11 +161,21 @@ def per_group_metrics(
     if spec.task == "classification" and cand.labels is not None:
         p, r, f, n = precision_recall_fscore_support(y, cand.labels, labels=[0, 1], zero_division=0)
         for i, cls in enumerate(("negative", "positive")):
-            rows.append({"group": "class", "value": cls, "rows": int(n[i]),
-                         "precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i])})
+            rows.append(
+                {
+                    "group": "class",
+                    "value": cls,
+                    "rows": int(n[i]),
+                    "precision": float(p[i]),
+                    "recall": float(r[i]),
+                    "f1": float(f[i]),
+                }
+            )
     segments = {c: test[c].to_numpy() for c in spec.evaluation.segment_columns}
     if spec.task == "regression" and not segments:
-        quartile = np.searchsorted(np.quantile(cand.scores, [0.25, 0.5, 0.75]), cand.scores, side="right")
+        quartile = np.searchsorted(
+            np.quantile(cand.scores, [0.25, 0.5, 0.75]), cand.scores, side="right"
+        )
         segments["predicted_quartile"] = quartile + 1
     metric = get_metric(spec.primary_metric)
     for column, values in segments.items():
@@ -154,8 +183,12 @@ def per_group_metrics(
             mask = values == value
             row: dict[str, object] = {"group": column, "value": str(value), "rows": int(mask.sum())}
             if metric.kind != "score" or len(np.unique(y[mask])) > 1:
-                row[f"candidate_{metric.name}"] = score(metric, y[mask], _pick(metric.kind, cand)[mask])
-                row[f"baseline_{metric.name}"] = score(metric, y[mask], _pick(metric.kind, ref)[mask])
+                row[f"candidate_{metric.name}"] = score(
+                    metric, y[mask], _pick(metric.kind, cand)[mask]
+                )
+                row[f"baseline_{metric.name}"] = score(
+                    metric, y[mask], _pick(metric.kind, ref)[mask]
+                )
             rows.append(row)
     return pl.DataFrame(rows) if rows else pl.DataFrame()
 
@@ -171,8 +204,11 @@ def calibration_table(y: np.ndarray, p: np.ndarray, bins: int) -> pl.DataFrame:
     frame = pl.DataFrame({"bin": idx, "p": p, "y": y})
     return (
         frame.group_by("bin")
-        .agg(pl.len().alias("rows"), pl.col("p").mean().alias("mean_predicted"),
-             pl.col("y").mean().alias("observed_rate"))
+        .agg(
+            pl.len().alias("rows"),
+            pl.col("p").mean().alias("mean_predicted"),
+            pl.col("y").mean().alias("observed_rate"),
+        )
         .sort("bin")
     )
 
@@ -185,5 +221,10 @@ def expected_calibration_error(table: pl.DataFrame) -> float:
 def residual_summary(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     res = y - pred
     q = np.quantile(res, [0.05, 0.5, 0.95])
-    return {"mean": float(res.mean()), "std": float(res.std()), "p05": float(q[0]),
-            "median": float(q[1]), "p95": float(q[2])}
+    return {
+        "mean": float(res.mean()),
+        "std": float(res.std()),
+        "p05": float(q[0]),
+        "median": float(q[1]),
+        "p95": float(q[2]),
+    }

@@ -29,7 +29,9 @@ class GateDecision:
 
     def markdown(self) -> str:
         lines = ["| criterion | passed | detail |", "|---|---|---|"]
-        lines += [f"| {c.name} | {'yes' if c.passed else '**NO**'} | {c.detail} |" for c in self.criteria]
+        lines += [
+            f"| {c.name} | {'yes' if c.passed else '**NO**'} | {c.detail} |" for c in self.criteria
+        ]
         return "\n".join(lines)
 
 
@@ -44,10 +46,16 @@ def decide(
         value = cand[name].value
         ok = (bound.min is None or value >= bound.min) and (bound.max is None or value <= bound.max)
         want = " and ".join(
-            s for s in (f">= {bound.min}" if bound.min is not None else "",
-                        f"<= {bound.max}" if bound.max is not None else "") if s
+            s
+            for s in (
+                f">= {bound.min}" if bound.min is not None else "",
+                f"<= {bound.max}" if bound.max is not None else "",
+            )
+            if s
         )
-        checks.append(Criterion(f"threshold_{name}", ok, f"test {name} {value:.4f}, required {want}"))
+        checks.append(
+            Criterion(f"threshold_{name}", ok, f"test {name} {value:.4f}, required {want}")
+        )
     rel = relative_improvement(primary, cand[primary.name].value, base[primary.name].value)
     checks.append(
         Criterion(

@@ -133,7 +133,9 @@ def paired_bootstrap_improvement(
     sign = 1.0 if metric.greater_is_better else -1.0
 
     def diff(idx: np.ndarray) -> float:
-        return sign * (score(metric, y_true[idx], y_new[idx]) - score(metric, y_true[idx], y_ref[idx]))
+        return sign * (
+            score(metric, y_true[idx], y_new[idx]) - score(metric, y_true[idx], y_ref[idx])
+        )
 
     values = np.full(samples, np.nan)
     for i, idx in enumerate(_resample_indices(len(y_true), samples, seed)):

@@ -50,8 +50,14 @@ def prepare(spec: MLSpec, train: pl.DataFrame, validation: pl.DataFrame) -> Trai
     cats = [c for c in categorical_columns(spec, train) if c in features]
     positive = positive_class(train[spec.target]) if spec.task == "classification" else None
     return TrainingData(
-        spec, train, validation, features, cats, positive,
-        encode_target(spec, train, positive), encode_target(spec, validation, positive),
+        spec,
+        train,
+        validation,
+        features,
+        cats,
+        positive,
+        encode_target(spec, train, positive),
+        encode_target(spec, validation, positive),
     )
 
 
@@ -97,18 +103,31 @@ class ConstantModel(Model):
 
 def train_baselines(data: TrainingData) -> list[Model]:
     y = data.y_train
-    common = {"role": "baseline", "task": data.spec.task, "features": data.features, "positive": data.positive}
+    common = {
+        "role": "baseline",
+        "task": data.spec.task,
+        "features": data.features,
+        "positive": data.positive,
+    }
     if data.spec.task == "classification":
         prior = float(y.mean())
         return [
             ConstantModel("prior", "constant", value=prior, params={"strategy": "prior"}, **common),
             ConstantModel(
-                "majority", "constant", value=float(prior >= 0.5), params={"strategy": "majority"}, **common
+                "majority",
+                "constant",
+                value=float(prior >= 0.5),
+                params={"strategy": "majority"},
+                **common,
             ),
         ]
     return [
-        ConstantModel("mean", "constant", value=float(y.mean()), params={"strategy": "mean"}, **common),
-        ConstantModel("median", "constant", value=float(np.median(y)), params={"strategy": "median"}, **common),
+        ConstantModel(
+            "mean", "constant", value=float(y.mean()), params={"strategy": "mean"}, **common
+        ),
+        ConstantModel(
+            "median", "constant", value=float(np.median(y)), params={"strategy": "median"}, **common
+        ),
     ]
 
 
@@ -167,9 +186,16 @@ def train_glm(data: TrainingData, cfg: GLMCandidate) -> GLMModel:
     ).with_columns(pl.col("coefficient").abs().alias("importance"))
     result.remove_data()
     model = GLMModel(
-        f"glm_{family_name}", "statsmodels_glm", "candidate", data.spec.task, data.features,
-        data.positive, {"family": family_name, "standardized": True}, prep=prep,
-        coefficients=coefficients, result=result,
+        f"glm_{family_name}",
+        "statsmodels_glm",
+        "candidate",
+        data.spec.task,
+        data.features,
+        data.positive,
+        {"family": family_name, "standardized": True},
+        prep=prep,
+        coefficients=coefficients,
+        result=result,
     )
     if data.spec.task == "classification":
         model.threshold = choose_threshold(data.y_validation, model.predict(data.validation))
@@ -234,13 +260,20 @@ def train_lightgbm(data: TrainingData, cfg: LightGBMCandidate, primary: Metric) 
 
     def objective(trial: Any) -> float:
         params = {**base, **{k: _suggest(trial, k, lo, hi) for k, (lo, hi) in cfg.search.items()}}
-        train_set = lgb.Dataset(x_train, data.y_train, categorical_feature=cat_idx, free_raw_data=False)
+        train_set = lgb.Dataset(
+            x_train, data.y_train, categorical_feature=cat_idx, free_raw_data=False
+        )
         val_set = lgb.Dataset(x_val, data.y_validation, reference=train_set)
         booster = lgb.train(
-            params, train_set, cfg.num_boost_round, valid_sets=[val_set],
+            params,
+            train_set,
+            cfg.num_boost_round,
+            valid_sets=[val_set],
             callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)],
         )
-        value = _validation_score(primary, data, booster.predict(x_val, num_iteration=booster.best_iteration))
+        value = _validation_score(
+            primary, data, booster.predict(x_val, num_iteration=booster.best_iteration)
+        )
         if not best or value > best["value"]:
             best.update(value=value, booster=booster, params=params)
         return value
@@ -251,8 +284,15 @@ def train_lightgbm(data: TrainingData, cfg: LightGBMCandidate, primary: Metric) 
     booster.best_iteration = booster.best_iteration or booster.current_iteration()
     params = {**best["params"], "best_iteration": booster.best_iteration, "trials": cfg.budget}
     model = LightGBMModel(
-        "lightgbm", "lightgbm", "candidate", data.spec.task, data.features, data.positive,
-        params, prep=prep, booster=_trimmed(booster),
+        "lightgbm",
+        "lightgbm",
+        "candidate",
+        data.spec.task,
+        data.features,
+        data.positive,
+        params,
+        prep=prep,
+        booster=_trimmed(booster),
     )
     if data.spec.task == "classification":
         model.threshold = choose_threshold(data.y_validation, model.predict(data.validation))
@@ -273,7 +313,9 @@ def _validation_score(metric: Metric, data: TrainingData, scores: np.ndarray) ->
     return value if metric.greater_is_better else -value
 
 
-def validation_metrics(model: Model, data: TrainingData, metric_names: list[str]) -> dict[str, float]:
+def validation_metrics(
+    model: Model, data: TrainingData, metric_names: list[str]
+) -> dict[str, float]:
     """Every spec metric of ``model`` on the validation split (for selection and MLflow)."""
     scores = model.predict(data.validation)
     out = {}

@@ -49,7 +49,11 @@ class Preprocessor:
         for c in self.categorical:
             mapping = {v: float(i) for i, v in enumerate(self.levels[c])}
             cols.append(frame[c].replace_strict(mapping, default=None, return_dtype=pl.Float64))
-        return pl.DataFrame(cols).to_numpy().astype(np.float64) if cols else np.empty((frame.height, 0))
+        return (
+            pl.DataFrame(cols).to_numpy().astype(np.float64)
+            if cols
+            else np.empty((frame.height, 0))
+        )
 
     def design_names(self) -> list[str]:
         dummies = [f"{c}={v}" for c in self.categorical for v in self.levels[c][1:]]
@@ -58,7 +62,9 @@ class Preprocessor:
     def design(self, frame: pl.DataFrame) -> np.ndarray:
         exprs = [pl.lit(1.0).alias("const")]
         for c in self.numeric:
-            scaled = (pl.col(c).cast(pl.Float64).fill_null(self.medians[c]) - self.means[c]) / self.stds[c]
+            scaled = (
+                pl.col(c).cast(pl.Float64).fill_null(self.medians[c]) - self.means[c]
+            ) / self.stds[c]
             exprs.append(scaled.alias(c))
         for c in self.categorical:
             for v in self.levels[c][1:]:

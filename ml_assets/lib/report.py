@@ -59,7 +59,11 @@ def _classification_plots(ev: Evaluation) -> dict[str, str]:
         ax.plot([0, 1], [0, 1], "k:", lw=0.8)
         ax.plot(ev.calibration["mean_predicted"], ev.calibration["observed_rate"], "o-")
         ece = expected_calibration_error(ev.calibration)
-        ax.set(title=f"Calibration, candidate (ECE {ece:.3f})", xlabel="mean predicted", ylabel="observed")
+        ax.set(
+            title=f"Calibration, candidate (ECE {ece:.3f})",
+            xlabel="mean predicted",
+            ylabel="observed",
+        )
         out["Calibration"] = _figure_png(fig)
     if ev.candidate.labels is not None:
         cm = confusion_matrix(ev.y_true, ev.candidate.labels, labels=[0, 1])
@@ -67,8 +71,13 @@ def _classification_plots(ev: Evaluation) -> dict[str, str]:
         ax.imshow(cm, cmap="Blues")
         for (i, j), v in np.ndenumerate(cm):
             ax.text(j, i, str(v), ha="center", va="center")
-        ax.set(title="Confusion matrix, candidate", xlabel="predicted", ylabel="actual",
-               xticks=[0, 1], yticks=[0, 1])
+        ax.set(
+            title="Confusion matrix, candidate",
+            xlabel="predicted",
+            ylabel="actual",
+            xticks=[0, 1],
+            yticks=[0, 1],
+        )
         out["Confusion matrix"] = _figure_png(fig)
     return out
 
@@ -96,7 +105,9 @@ def _regression_plots(ev: Evaluation) -> dict[str, str]:
 def _importance_plot(importance: pl.DataFrame) -> str:
     import matplotlib.pyplot as plt
 
-    top = importance.filter(pl.col("feature") != "const").sort("importance", descending=True).head(20)
+    top = (
+        importance.filter(pl.col("feature") != "const").sort("importance", descending=True).head(20)
+    )
     fig, ax = plt.subplots(figsize=(6, 0.3 * top.height + 1.5))
     ax.barh(top["feature"].to_list()[::-1], top["importance"].to_list()[::-1])
     ax.set(title="Feature importance (mean |SHAP| or |standardised coefficient|)")
@@ -133,15 +144,25 @@ def render_html(ev: Evaluation, decision: GateDecision, lineage: Lineage) -> str
         f"<p><b>Decision:</b> {'PROMOTE' if decision.promote else 'NOT PROMOTED'}</p>",
         f"<p>Primary metric <b>{ev.primary}</b> on {ev.test_rows} test rows. Intervals are "
         "95% percentile bootstrap intervals (rows resampled).</p>",
-        "<h2>Metrics on the test split</h2>", _table_html(ev.summary_table()),
+        "<h2>Metrics on the test split</h2>",
+        _table_html(ev.summary_table()),
         "<h2>Candidate vs best baseline (paired bootstrap)</h2>",
         f"<p>Improvement in {ev.primary} over '{ev.best_baseline}': {ev.vs_baseline.fmt()}"
         " (positive = candidate better)</p>",
     ]
     if ev.vs_champion is not None:
         sections.append(f"<p>Improvement over the current champion: {ev.vs_champion.fmt()}</p>")
-    sections += ["<h2>Promotion gate</h2>", _table_html(pl.DataFrame(
-        [{"criterion": c.name, "passed": c.passed, "detail": c.detail} for c in decision.criteria]))]
+    sections += [
+        "<h2>Promotion gate</h2>",
+        _table_html(
+            pl.DataFrame(
+                [
+                    {"criterion": c.name, "passed": c.passed, "detail": c.detail}
+                    for c in decision.criteria
+                ]
+            )
+        ),
+    ]
     sections += ["<h2>Per class / per segment</h2>", _table_html(ev.per_group)]
     if ev.residuals:
         sections += ["<h2>Residuals</h2>", _table_html(pl.DataFrame([ev.residuals]))]
@@ -151,12 +172,19 @@ def render_html(ev: Evaluation, decision: GateDecision, lineage: Lineage) -> str
         sections += ["<h2>Feature importance</h2>", _table_html(ev.importance.head(30))]
     for title, png in plots(ev).items():
         sections += [f"<h2>{html.escape(title)}</h2>", f'<img src="data:image/png;base64,{png}"/>']
-    sections += ["<h2>Lineage</h2>", _table_html(pl.DataFrame(
-        [{"item": k, "value": str(v)} for k, v in vars(lineage).items()]))]
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
-             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px}")
-    return f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style></head><body>" \
-        + "\n".join(sections) + "</body></html>"
+    sections += [
+        "<h2>Lineage</h2>",
+        _table_html(pl.DataFrame([{"item": k, "value": str(v)} for k, v in vars(lineage).items()])),
+    ]
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style></head><body>"
+        + "\n".join(sections)
+        + "</body></html>"
+    )
 
 
 def model_card(ev: Evaluation, decision: GateDecision, lineage: Lineage, description: str) -> str:
@@ -170,7 +198,7 @@ def model_card(ev: Evaluation, decision: GateDecision, lineage: Lineage, descrip
     return f"""# Model card: {ev.spec_name} ({cand.name})
 
 ## Intended use
-{description or 'See the spec.'} Scores rows with the same columns as the training data.
+{description or "See the spec."} Scores rows with the same columns as the training data.
 
 ## Data
 - spec digest {lineage.spec_digest}, code version {lineage.code_version}

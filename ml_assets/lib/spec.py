@@ -203,12 +203,13 @@ class MLSpec(_Strict):
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-
 def _check_consistency(spec: MLSpec) -> MLSpec:
     from ml_assets.lib.metrics import metric_names_for
 
     if spec.task == "forecasting":
-        raise ValueError("task 'forecasting' is not available yet; use classification or regression")
+        raise ValueError(
+            "task 'forecasting' is not available yet; use classification or regression"
+        )
     known = metric_names_for(spec.task)
     for metric in [spec.primary_metric, *spec.metrics.secondary, *spec.success_criteria.thresholds]:
         if metric not in known:

@@ -128,12 +128,16 @@ def check_time_order(spec: MLSpec, splits: pl.DataFrame) -> SplitCheck:
     time = spec.time_column
     if spec.split_strategy != "temporal" or time is None:
         return SplitCheck("splits_time_order", True, "not a temporal split", {})
-    bounds = splits.group_by(SPLIT).agg(pl.col(time).min().alias("lo"), pl.col(time).max().alias("hi"))
+    bounds = splits.group_by(SPLIT).agg(
+        pl.col(time).min().alias("lo"), pl.col(time).max().alias("hi")
+    )
     b = {r[SPLIT]: (r["lo"], r["hi"]) for r in bounds.iter_rows(named=True)}
     missing = [s for s in SPLIT_NAMES if s not in b]
     if missing:
         return SplitCheck("splits_time_order", False, f"empty split(s): {missing}", {})
     ok = b["train"][1] < b["validation"][0] and b["validation"][1] < b["test"][0]
-    meta = {f"{s}_{end}": str(b[s][i]) for s in SPLIT_NAMES for i, end in enumerate(("start", "end"))}
+    meta = {
+        f"{s}_{end}": str(b[s][i]) for s in SPLIT_NAMES for i, end in enumerate(("start", "end"))
+    }
     detail = "train < validation < test in time" if ok else f"time ranges overlap: {meta}"
     return SplitCheck("splits_time_order", ok, detail, meta)

@@ -8,7 +8,6 @@ import subprocess
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import polars as pl
@@ -116,7 +115,9 @@ class Tracker:
         with mlflow.start_run(experiment_id=exp_id, run_name=f"{model.role}:{model.name}") as run:
             mlflow.log_params(_flat_params(model))
             mlflow.log_metrics({f"validation_{k}": v for k, v in validation_metrics.items()})
-            mlflow.set_tags({**tags, "role": model.role, "family": model.family, "model_name": model.name})
+            mlflow.set_tags(
+                {**tags, "role": model.role, "family": model.family, "model_name": model.name}
+            )
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=PyfuncModel(model),

@@ -125,7 +125,7 @@ def _declared_or_learned(
 ) -> dict[str, ColumnContract]:
     out: dict[str, ColumnContract] = {}
     for name in columns:
-        base = dict((learned.columns.get(name, {}) if learned else {}))
+        base = dict(learned.columns.get(name, {}) if learned else {})
         declared = spec.validation.columns.get(name)
         if declared:
             base.update(declared.model_dump(exclude_unset=True))
@@ -144,32 +144,49 @@ def build_expectations(
     if stage == "raw_data":
         from ml_assets.lib.data import required_source_columns
 
-        exps: list[Any] = [gxe.ExpectTableRowCountToBeBetween(min_value=v.min_rows, max_value=v.max_rows)]
-        expected_cols = set(required_source_columns(spec)) | set(learned.raw_columns if learned else [])
+        exps: list[Any] = [
+            gxe.ExpectTableRowCountToBeBetween(min_value=v.min_rows, max_value=v.max_rows)
+        ]
+        declared = set(spec.validation.columns) - set(spec.derive)
+        learned_raw = set(learned.raw_columns if learned else [])
+        expected_cols = set(required_source_columns(spec)) | learned_raw | declared
         exps += [gxe.ExpectColumnToExist(column=c) for c in sorted(expected_cols)]
         for name, contract in _declared_or_learned(spec, learned, sorted(expected_cols)).items():
             if contract.type:
                 exps.append(
-                    gxe.ExpectColumnValuesToBeInTypeList(column=name, type_list=_GX_TYPES[contract.type])
+                    gxe.ExpectColumnValuesToBeInTypeList(
+                        column=name, type_list=_GX_TYPES[contract.type]
+                    )
                 )
         return exps
 
-    exps = [gxe.ExpectColumnToExist(column=spec.target), gxe.ExpectColumnValuesToNotBeNull(column=spec.target)]
+    exps = [
+        gxe.ExpectColumnToExist(column=spec.target),
+        gxe.ExpectColumnValuesToNotBeNull(column=spec.target),
+    ]
     if spec.task == "classification":
-        exps.append(gxe.ExpectColumnUniqueValueCountToBeBetween(column=spec.target, min_value=2, max_value=2))
+        exps.append(
+            gxe.ExpectColumnUniqueValueCountToBeBetween(
+                column=spec.target, min_value=2, max_value=2
+            )
+        )
     data_cols = [c for c in frame.columns if c != ROW_ID]
     for name, contract in _declared_or_learned(spec, learned, data_cols).items():
         if contract.allowed is not None:
             exps.append(gxe.ExpectColumnValuesToBeInSet(column=name, value_set=contract.allowed))
         if contract.min is not None or contract.max is not None:
             exps.append(
-                gxe.ExpectColumnValuesToBeBetween(column=name, min_value=contract.min, max_value=contract.max)
+                gxe.ExpectColumnValuesToBeBetween(
+                    column=name, min_value=contract.min, max_value=contract.max
+                )
             )
         if not contract.nullable:
             exps.append(gxe.ExpectColumnValuesToNotBeNull(column=name))
     if data_cols:
         exps.append(
-            gxe.ExpectCompoundColumnsToBeUnique(column_list=data_cols, mostly=1 - v.max_duplicate_fraction)
+            gxe.ExpectCompoundColumnsToBeUnique(
+                column_list=data_cols, mostly=1 - v.max_duplicate_fraction
+            )
         )
     exps += [_custom_expectation(spec, item) for item in v.expectations]
     return exps
@@ -178,7 +195,7 @@ def build_expectations(
 def _custom_expectation(spec: MLSpec, item: dict[str, dict[str, Any]]) -> Any:
     import great_expectations.expectations as gxe
 
-    (name, kwargs), = item.items()
+    ((name, kwargs),) = item.items()
     class_name = "".join(part.capitalize() for part in name.split("_"))
     cls = getattr(gxe, class_name, None)
     if cls is None:
@@ -190,7 +207,8 @@ def _custom_expectation(spec: MLSpec, item: dict[str, dict[str, Any]]) -> Any:
         return cls(**kwargs)
     except Exception as exc:  # pydantic error from GX: re-raise with the spec location
         raise ValueError(
-            f"spec '{spec.name}': field 'validation.expectations.{name}': bad arguments {kwargs}: {exc}"
+            f"spec '{spec.name}': field 'validation.expectations.{name}': "
+            f"bad arguments {kwargs}: {exc}"
         ) from exc
 
 
@@ -203,7 +221,9 @@ def _to_pandas_for_gx(frame: pl.DataFrame) -> Any:
     return pdf
 
 
-def run_expectations(stage: Stage, frame: pl.DataFrame, expectations: list[Any]) -> ValidationOutcome:
+def run_expectations(
+    stage: Stage, frame: pl.DataFrame, expectations: list[Any]
+) -> ValidationOutcome:
     """Run the expectations on ``frame`` with an ephemeral GX context."""
     import great_expectations as gx
 
@@ -225,7 +245,9 @@ def run_expectations(stage: Stage, frame: pl.DataFrame, expectations: list[Any])
         result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5},
     )
     failures = [_describe(r, frame.height) for r in result.results if not r.success]
-    return ValidationOutcome(stage, bool(result.success), len(result.results), frame.height, failures)
+    return ValidationOutcome(
+        stage, bool(result.success), len(result.results), frame.height, failures
+    )
 
 
 def _describe(result: Any, rows: int) -> Failure:

@@ -1,0 +1,43 @@
+# One entry point per task; every target builds .venv from pyproject.toml first.
+SHELL := bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
+export ML_ASSETS_HOME ?= $(CURDIR)
+
+.PHONY: install demo test lint ui clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "ml_assets needs Python 3.11"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip 2>&1 | { grep -v "is ignored" || true; }
+	$(BIN)/pip install --quiet -e '.[dev]' 2>&1 | { grep -v "is ignored" || true; }
+	$(BIN)/python -c 'import ml_assets, dagster, great_expectations, lightgbm, prophet, mlflow'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	mkdir -p $(DAGSTER_HOME)
+	status=0; $(BIN)/dagster job execute -m ml_assets.definitions -j train_all || status=$$?; \
+	  echo; echo "=== ml_assets summary ==="; $(BIN)/python -m ml_assets.cli summary; exit $$status
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check ml_assets ml_assets_tests
+
+ui: $(STAMP)
+	mkdir -p $(DAGSTER_HOME)
+	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000 & \
+	  mlflow_pid=$$!; trap "kill $$mlflow_pid" EXIT INT TERM; \
+	  $(BIN)/dagster dev -m ml_assets.definitions -h 127.0.0.1 -p 3000
+
+clean:
+	rm -rf $(VENV) .dagster_home mlflow.db mlartifacts data/*/

@@ -1,0 +1,90 @@
+"""Definitions load: every spec builds its graph, checks and job; test-split isolation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from ml_assets.definitions import build_definitions
+from ml_assets.defs.pipeline import TEST_ONLY, TRAIN_AND_VALIDATION
+from ml_assets.lib.spec import SpecError
+
+STAGES = [
+    "raw_data",
+    "features",
+    "splits",
+    "baselines",
+    "candidate_glm",
+    "candidate_lightgbm",
+    "evaluation_report",
+    "champion_model",
+]
+
+
+@pytest.fixture(scope="module")
+def defs() -> dg.Definitions:
+    return build_definitions()
+
+
+@pytest.mark.parametrize("spec", ["affairs", "doctor_visits"])
+def test_every_builtin_spec_has_its_graph_and_job(defs: dg.Definitions, spec: str) -> None:
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert {f"{spec}/{stage}" for stage in STAGES} <= keys
+    assert {graph.get(dg.AssetKey([spec, s])).group_name for s in STAGES} == {spec}
+    job = defs.resolve_job_def(f"train_{spec}")
+    assert job is not None
+    checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
+    assert (f"{spec}/raw_data", "raw_data_contract") in checks
+    assert (f"{spec}/features", "features_contract") in checks
+    assert (f"{spec}/splits", "splits_disjoint") in checks
+    assert (f"{spec}/champion_model", "promotion_gate") in checks
+
+
+def test_train_all_covers_every_spec(defs: dg.Definitions) -> None:
+    job = defs.resolve_job_def("train_all")
+    nodes = {n.name for n in job.graph.node_defs}
+    assert "affairs__champion_model" in nodes and "doctor_visits__champion_model" in nodes
+
+
+def test_gx_checks_on_data_are_blocking(defs: dg.Definitions) -> None:
+    graph = defs.resolve_asset_graph()
+    for key in graph.asset_check_keys:
+        if key.name in ("raw_data_contract", "features_contract", "splits_disjoint"):
+            assert graph.get_check_spec(key).blocking, key
+
+
+def test_only_the_evaluation_report_reads_the_test_split(defs: dg.Definitions) -> None:
+    """Model assets load train+validation rows; the test rows reach evaluation_report only."""
+    readers = {}
+    for assets_def in defs.resolve_asset_graph().assets_defs:
+        for name, in_def in assets_def.node_def.input_dict.items():
+            key = assets_def.keys_by_input_name[name]
+            if key.path[-1] == "splits":
+                readers[assets_def.key.to_user_string()] = in_def.metadata
+    assert readers["affairs/baselines"] == TRAIN_AND_VALIDATION
+    assert readers["affairs/candidate_lightgbm"] == TRAIN_AND_VALIDATION
+    assert readers["affairs/candidate_glm"] == TRAIN_AND_VALIDATION
+    assert readers["affairs/evaluation_report"] == TEST_ONLY
+    test_readers = [k for k, meta in readers.items() if "test" in meta.get("splits", ["test"])]
+    assert sorted(test_readers) == ["affairs/evaluation_report", "doctor_visits/evaluation_report"]
+
+
+def test_user_spec_dir_adds_a_graph_and_a_job(user_specs: Path) -> None:
+    defs = build_definitions(str(user_specs))
+    assert defs.resolve_job_def("train_user_affairs") is not None
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert "user_affairs/champion_model" in keys and "affairs/champion_model" in keys
+
+
+def test_bad_user_spec_fails_definitions_with_file_and_field(tmp_path: Path) -> None:
+    (tmp_path / "broken.yaml").write_text(
+        "name: broken\ntask: regression\nsource: {statsmodels: randhie}\ntarget: mdvis\n"
+        "candidatez: {}\n"
+    )
+    with pytest.raises(SpecError) as err:
+        build_definitions(str(tmp_path))
+    assert "broken.yaml" in str(err.value)
+    assert "candidatez" in str(err.value) and "candidates" in str(err.value)
