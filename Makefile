@@ -22,8 +22,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-demo: $(STAMP)
+$(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DAGSTER_HOME)
+	printf 'telemetry:\n  enabled: false\n' > $@
+
+demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	status=0; $(BIN)/dagster job execute -m ml_assets.definitions -j train_all || status=$$?; \
 	  echo; echo "=== ml_assets summary ==="; $(BIN)/python -m ml_assets.cli summary; exit $$status
 
@@ -33,8 +36,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check ml_assets ml_assets_tests
 
-ui: $(STAMP)
-	mkdir -p $(DAGSTER_HOME)
+ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000 & \
 	  mlflow_pid=$$!; trap "kill $$mlflow_pid" EXIT INT TERM; \
 	  $(BIN)/dagster dev -m ml_assets.definitions -h 127.0.0.1 -p 3000

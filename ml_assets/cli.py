@@ -36,7 +36,8 @@ def spec_summary(spec: MLSpec, tracker: Tracker) -> list[str]:
         )
     return [
         head,
-        f"  test {p}: {m.get(f'test_{p}', float('nan')):.4f} 95% CI "
+        f"  test {p}: {m.get(f'test_{p}', float('nan')):.4f} "
+        f"{spec.evaluation.confidence:.0%} CI "
         f"[{m.get(f'test_{p}_ci_lower', float('nan')):.4f}, "
         f"{m.get(f'test_{p}_ci_upper', float('nan')):.4f}]",
         f"  best baseline ({tags.get('best_baseline')}) test {p}: "

@@ -52,6 +52,7 @@ class Evaluation:
     calibration: pl.DataFrame | None = None
     residuals: dict[str, float] | None = None
     importance: pl.DataFrame | None = None
+    confidence: float = 0.95
 
     @property
     def baseline(self) -> Scored:
@@ -148,6 +149,7 @@ def evaluate(
         else None,
         residual_summary(y, cand.scores) if spec.task == "regression" else None,
         candidate.importance(test),
+        confidence=cfg.confidence,
     )
 
 

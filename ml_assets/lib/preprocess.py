@@ -60,7 +60,7 @@ class Preprocessor:
         return ["const", *self.numeric, *dummies]
 
     def design(self, frame: pl.DataFrame) -> np.ndarray:
-        exprs = [pl.lit(1.0).alias("const")]
+        exprs = [pl.repeat(1.0, pl.len(), dtype=pl.Float64).alias("const")]
         for c in self.numeric:
             scaled = (
                 pl.col(c).cast(pl.Float64).fill_null(self.medians[c]) - self.means[c]

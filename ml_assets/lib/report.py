@@ -46,8 +46,10 @@ def _classification_plots(ev: Evaluation) -> dict[str, str]:
     for s in models:
         fpr, tpr, _ = roc_curve(ev.y_true, s.scores)
         roc_ax.plot(fpr, tpr, label=f"{s.name} ({s.role})")
-        prec, rec, _ = precision_recall_curve(ev.y_true, s.scores)
-        pr_ax.plot(rec, prec, label=f"{s.name} ({s.role})")
+        if np.ptp(s.scores) > 0:  # a constant score has no PR curve, only the no-skill level
+            prec, rec, _ = precision_recall_curve(ev.y_true, s.scores)
+            pr_ax.plot(rec, prec, label=f"{s.name} ({s.role})")
+    pr_ax.axhline(float(ev.y_true.mean()), color="k", ls=":", lw=0.8, label="no skill (prevalence)")
     roc_ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     roc_ax.set(title="ROC (test)", xlabel="false positive rate", ylabel="true positive rate")
     pr_ax.set(title="Precision-recall (test)", xlabel="recall", ylabel="precision")
@@ -143,7 +145,7 @@ def render_html(ev: Evaluation, decision: GateDecision, lineage: Lineage) -> str
         f"<h1>Evaluation report: {html.escape(ev.spec_name)}</h1>",
         f"<p><b>Decision:</b> {'PROMOTE' if decision.promote else 'NOT PROMOTED'}</p>",
         f"<p>Primary metric <b>{ev.primary}</b> on {ev.test_rows} test rows. Intervals are "
-        "95% percentile bootstrap intervals (rows resampled).</p>",
+        f"{ev.confidence:.0%} percentile bootstrap intervals (rows resampled).</p>",
         "<h2>Metrics on the test split</h2>",
         _table_html(ev.summary_table()),
         "<h2>Candidate vs best baseline (paired bootstrap)</h2>",
@@ -205,7 +207,7 @@ def model_card(ev: Evaluation, decision: GateDecision, lineage: Lineage, descrip
 - training data fingerprint {lineage.data_fingerprint}; test fingerprint {lineage.test_fingerprint}
 - split: {lineage.split_strategy}; rows: {rows}
 
-## Metrics on the test split (95% bootstrap CI)
+## Metrics on the test split ({ev.confidence:.0%} bootstrap CI)
 {metrics}
 - best baseline '{ev.best_baseline}' {ev.primary}: {base.fmt()}
 - paired improvement over it: {ev.vs_baseline.fmt()}

@@ -11,7 +11,7 @@ import hashlib
 import importlib.util
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -187,7 +187,9 @@ class MLSpec(_Strict):
 
     @property
     def all_metrics(self) -> list[str]:
-        rest = [m for m in self.metrics.secondary if m != self.primary_metric]
+        """Primary first, then secondary and any metric a success threshold names."""
+        named = [*self.metrics.secondary, *self.success_criteria.thresholds]
+        rest = [m for m in dict.fromkeys(named) if m != self.primary_metric]
         return [self.primary_metric, *rest]
 
     @property
@@ -235,8 +237,7 @@ def _describe_errors(path: Path, err: ValidationError, allowed: dict[str, list[s
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            parent = ".".join(str(p) for p in e["loc"][:-1])
-            options = allowed.get(parent, [])
+            options = allowed.get(_field_path(e["loc"][:-1], allowed), [])
             close = difflib.get_close_matches(str(e["loc"][-1]), options, n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
             msg = f"unknown field.{hint} Allowed here: {', '.join(options)}"
@@ -244,6 +245,15 @@ def _describe_errors(path: Path, err: ValidationError, allowed: dict[str, list[s
             msg = "required field is missing; add it to the spec"
         lines.append(f"  field '{loc}': {msg}")
     return "\n".join(lines)
+
+
+def _field_path(loc: tuple[Any, ...], allowed: dict[str, list[str]]) -> str:
+    """The nesting path of ``loc`` with user-chosen dict keys replaced by '*'."""
+    path = ""
+    for part in loc:
+        step = f"{path}.{part}" if path else str(part)
+        path = step if step in allowed or str(part) in allowed.get(path, []) else f"{path}.*"
+    return path
 
 
 def _allowed_fields() -> dict[str, list[str]]:
@@ -254,9 +264,12 @@ def _allowed_fields() -> dict[str, list[str]]:
         out[prefix] = [f for f in model.model_fields if f != "spec_path"]
         for name, field in model.model_fields.items():
             ann = field.annotation
+            path = f"{prefix}.{name}" if prefix else name
+            if get_origin(ann) is dict:  # user-chosen keys (column, metric names) stand as '*'
+                ann, path = get_args(ann)[1], f"{path}.*"
             for cand in getattr(ann, "__args__", (ann,)):
                 if isinstance(cand, type) and issubclass(cand, BaseModel):
-                    walk(cand, f"{prefix}.{name}" if prefix else name)
+                    walk(cand, path)
 
     walk(MLSpec, "")
     return out

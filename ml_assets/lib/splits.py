@@ -88,8 +88,14 @@ def check_disjoint(splits: pl.DataFrame) -> SplitCheck:
     shared = int((counts["n"] > 1).sum())
     dupes = splits.height - splits[ROW_ID].n_unique()
     ok = shared == 0 and dupes == 0
-    detail = "no row is in two splits" if ok else f"{shared} row ids appear in more than one split"
-    return SplitCheck("splits_disjoint", ok, detail, {"rows_in_two_splits": shared})
+    detail = (
+        "no row is in two splits"
+        if ok
+        else f"{shared} row ids appear in more than one split; {dupes} rows repeat a row id"
+    )
+    return SplitCheck(
+        "splits_disjoint", ok, detail, {"rows_in_two_splits": shared, "repeated_row_ids": dupes}
+    )
 
 
 def check_proportions(spec: MLSpec, splits: pl.DataFrame, tolerance: float = 0.02) -> SplitCheck:

@@ -32,9 +32,17 @@ _GX_TYPES: dict[str, list[str]] = {
         "float32",
         "float64",
     ],
-    "string": ["object"],
-    "bool": ["bool", "object"],
-    "datetime": ["datetime64", "object"],
+    # Object columns are checked value by value, so the Python type names count too.
+    "string": ["object", "str", "string"],
+    "bool": ["bool", "boolean", "object"],
+    "datetime": [
+        "datetime64",
+        *(f"datetime64[{unit}]" for unit in ("s", "ms", "us", "ns")),
+        "Timestamp",
+        "date",
+        "datetime",
+        "object",
+    ],
 }
 
 

@@ -1,0 +1,215 @@
+"""data.py: loading sources, derived features, fingerprints and binary targets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from ml_assets.lib.data import (
+    ROW_ID,
+    SPLIT,
+    DataError,
+    binary_target,
+    build_features,
+    check_columns_present,
+    feature_columns,
+    fingerprint,
+    load_raw,
+    positive_class,
+    required_source_columns,
+)
+from ml_assets.lib.spec import MLSpec, load_spec
+
+
+def _spec_at(write_spec, csv_name: str, **extra) -> MLSpec:
+    content = {
+        "name": "toy",
+        "task": "classification",
+        "source": {"path": csv_name},
+        "target": "y",
+        **extra,
+    }
+    return load_spec(write_spec(content))
+
+
+def test_load_raw_reads_csv(write_spec, tmp_path: Path) -> None:
+    (tmp_path / "rows.csv").write_text("x,day,y\n1.5,2024-01-02,0\n-2.0,2024-01-03,1\n")
+    frame = load_raw(_spec_at(write_spec, "rows.csv"))
+    assert frame.columns == ["x", "day", "y"]
+    assert frame["x"].to_list() == [1.5, -2.0]
+    assert frame.schema["day"] == pl.Date
+    assert frame["y"].to_list() == [0, 1]
+
+
+def test_load_raw_reads_parquet(write_spec, tmp_path: Path) -> None:
+    pl.DataFrame({"x": [1, 2, 3], "y": [0, 1, 0]}).write_parquet(tmp_path / "rows.parquet")
+    frame = load_raw(_spec_at(write_spec, "rows.parquet"))
+    assert frame.shape == (3, 2)
+    assert frame["x"].to_list() == [1, 2, 3]
+
+
+def test_load_raw_statsmodels_dataset() -> None:
+    spec = MLSpec.model_validate(
+        {"name": "fair", "task": "classification", "source": {"statsmodels": "fair"}, "target": "y"}
+    )
+    frame = load_raw(spec)
+    assert frame.height == 6366
+    assert {"affairs", "rate_marriage", "age"} <= set(frame.columns)
+
+
+@pytest.mark.parametrize("content", ["", "x,y\n"], ids=["empty_file", "header_only"])
+def test_load_raw_empty_csv_names_the_file(write_spec, tmp_path: Path, content: str) -> None:
+    (tmp_path / "empty.csv").write_text(content)
+    spec = _spec_at(write_spec, "empty.csv")
+    with pytest.raises(DataError) as err:
+        load_raw(spec)
+    message = str(err.value)
+    assert str(tmp_path / "empty.csv") in message
+    assert "is empty" in message
+    assert "spec 'toy'" in message
+
+
+def test_load_raw_file_removed_after_spec_load(write_spec, tmp_path: Path) -> None:
+    (tmp_path / "gone.csv").write_text("x,y\n1,0\n")
+    spec = _spec_at(write_spec, "gone.csv")
+    (tmp_path / "gone.csv").unlink()
+    with pytest.raises(DataError, match=r"source file .*gone.csv does not exist"):
+        load_raw(spec)
+
+
+def test_load_raw_unreadable_parquet(write_spec, tmp_path: Path) -> None:
+    (tmp_path / "broken.parquet").write_bytes(b"this is not parquet")
+    spec = _spec_at(write_spec, "broken.parquet")
+    with pytest.raises(DataError, match=r"cannot read source file .*broken.parquet"):
+        load_raw(spec)
+
+
+def test_missing_target_lists_available_columns(make_spec) -> None:
+    spec = make_spec({"target": "label"})
+    raw = pl.DataFrame({"x1": [1.0, 2.0], "color": ["a", "b"]})
+    with pytest.raises(DataError) as err:
+        build_features(spec, raw)
+    message = str(err.value)
+    assert "target column 'label'" in message
+    assert "['x1', 'color']" in message
+
+
+def test_check_columns_present_lists_missing_and_available(make_spec) -> None:
+    spec = make_spec({"categorical": ["region"], "evaluation": {"segment_columns": ["age"]}})
+    raw = pl.DataFrame({"y": [0, 1], "region": ["n", "s"]})
+    with pytest.raises(DataError) as err:
+        check_columns_present(spec, raw)
+    assert "['age']" in str(err.value)
+    assert "available columns: ['y', 'region']" in str(err.value)
+    check_columns_present(spec, raw.with_columns(age=pl.lit(30)))  # nothing missing: no error
+
+
+def test_required_source_columns_excludes_derived(make_spec) -> None:
+    spec = make_spec(
+        {
+            "target": "label",
+            "derive": {"label": "CAST(x1 > 0 AS INT)"},
+            "drop": ["leak"],
+            "categorical": ["color"],
+            "time_column": "day",
+            "split": {"strategy": "random"},
+        }
+    )
+    assert required_source_columns(spec) == ["color", "day", "leak"]
+
+
+def test_derive_with_polars_sql(make_spec) -> None:
+    spec = make_spec(
+        {
+            "target": "positive",
+            "derive": {"positive": "CAST(x > 0 AS INT)", "x_sq": "x * x"},
+        }
+    )
+    raw = pl.DataFrame({"x": [-1.5, 0.0, 2.0, 3.0]})
+    features = build_features(spec, raw)
+    assert features["positive"].to_list() == [0, 0, 1, 1]
+    assert features["x_sq"].to_list() == [2.25, 0.0, 4.0, 9.0]
+
+
+def test_derive_can_use_earlier_derived_columns(make_spec) -> None:
+    spec = make_spec(
+        {"target": "big", "derive": {"double": "x * 2", "big": "CAST(double > 3 AS INT)"}}
+    )
+    features = build_features(spec, pl.DataFrame({"x": [1, 2, 3]}))
+    assert features["big"].to_list() == [0, 1, 1]
+
+
+@pytest.mark.parametrize(
+    ("expression", "hint"),
+    [("CAST(nope > 0 AS INT)", "nope"), ("x >>> 3", "x >>> 3"), ("no_such_fn(x)", "no_such_fn")],
+)
+def test_bad_derive_expression_names_the_field(make_spec, expression, hint) -> None:
+    spec = make_spec({"target": "y", "derive": {"flag": expression}})
+    raw = pl.DataFrame({"x": [1.0, -1.0], "y": [0, 1]})
+    with pytest.raises(DataError) as err:
+        build_features(spec, raw)
+    message = str(err.value)
+    assert "field 'derive.flag'" in message
+    assert repr(expression) in message
+    assert hint in message
+
+
+def test_drop_removes_columns_and_row_id_is_added(make_spec) -> None:
+    spec = make_spec({"drop": ["leak", "not_there"]})
+    raw = pl.DataFrame({"x": [3.0, 1.0, 2.0], "leak": [1, 0, 1], "y": [1, 0, 1]})
+    features = build_features(spec, raw)
+    assert features.columns == [ROW_ID, "x", "y"]
+    assert features[ROW_ID].to_list() == [0, 1, 2]
+    assert features["x"].to_list() == [3.0, 1.0, 2.0]
+
+
+def test_feature_columns_exclude_target_ids_split_and_time(make_spec) -> None:
+    spec = make_spec({"time_column": "day", "split": {"strategy": "random"}})
+    frame = pl.DataFrame(
+        {ROW_ID: [0], "day": [1], "x1": [0.5], "color": ["a"], "y": [1], SPLIT: ["train"]}
+    )
+    assert feature_columns(spec, frame) == ["x1", "color"]
+
+
+def test_fingerprint_identical_for_identical_frames() -> None:
+    a = pl.DataFrame({"x": [1.0, 2.0, 3.0], "s": ["a", "b", None]})
+    b = pl.DataFrame({"x": [1.0, 2.0, 3.0], "s": ["a", "b", None]})
+    assert fingerprint(a) == fingerprint(b)
+    assert len(fingerprint(a)) == 16
+
+
+def test_fingerprint_changes_with_one_value_order_or_schema() -> None:
+    base = pl.DataFrame({"x": [1.0, 2.0, 3.0], "s": ["a", "b", "c"]})
+    one_value = base.with_columns(pl.when(pl.col("x") == 2.0).then(2.5).otherwise(pl.col("x")))
+    reordered = base.reverse()
+    renamed = base.rename({"s": "t"})
+    prints = {fingerprint(f) for f in (base, one_value, reordered, renamed)}
+    assert len(prints) == 4
+
+
+def test_fingerprint_of_empty_frames_depends_on_schema() -> None:
+    assert fingerprint(pl.DataFrame({"x": []}, schema={"x": pl.Int64})) != fingerprint(
+        pl.DataFrame({"x": []}, schema={"x": pl.Float64})
+    )
+
+
+def test_positive_class_is_the_larger_value() -> None:
+    assert positive_class(pl.Series("y", [0, 1, 1, None, 0])) == 1
+    assert positive_class(pl.Series("y", ["no", "yes", "no"])) == "yes"
+    assert positive_class(pl.Series("y", [False, True])) is True
+
+
+@pytest.mark.parametrize(("values", "count"), [([1, 1, 1], 1), ([0, 1, 2], 3), ([None, None], 0)])
+def test_positive_class_needs_exactly_two_values(values, count) -> None:
+    with pytest.raises(DataError) as err:
+        positive_class(pl.Series("target", values, dtype=pl.Int64))
+    assert f"target 'target' has {count} distinct value(s)" in str(err.value)
+    assert "needs exactly 2" in str(err.value)
+
+
+def test_binary_target_encodes_positive_as_one() -> None:
+    labels = binary_target(pl.Series("y", ["yes", "no", "yes"]), "yes")
+    np.testing.assert_array_equal(labels, np.array([1, 0, 1]))

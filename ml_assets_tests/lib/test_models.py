@@ -1,0 +1,234 @@
+"""models.py: baselines, GLM and LightGBM candidates on small synthetic problems."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import numpy as np
+import polars as pl
+import pytest
+
+from ml_assets.lib.data import ROW_ID
+from ml_assets.lib.metrics import get_metric, score
+from ml_assets.lib.models import (
+    ConstantModel,
+    TrainingData,
+    choose_threshold,
+    encode_target,
+    glm_family,
+    lightgbm_objective,
+    prepare,
+    train_baselines,
+    train_glm,
+    train_lightgbm,
+    validation_metrics,
+)
+from ml_assets.lib.spec import GLMCandidate, LightGBMCandidate
+from ml_assets_tests.lib.conftest import Fitted, classification_raw, spec_from, split_frames
+
+
+def test_prepare_takes_only_train_and_validation() -> None:
+    assert list(inspect.signature(prepare).parameters) == ["spec", "train", "validation"]
+    assert not any("test" in f.name for f in dataclasses.fields(TrainingData))
+
+
+def test_training_data_never_holds_test_rows(trained_classification: Fitted) -> None:
+    t = trained_classification
+    data = t.data
+    test_ids = set(t.test[ROW_ID].to_list())
+    seen = set(data.train[ROW_ID].to_list()) | set(data.validation[ROW_ID].to_list())
+    assert test_ids and not (test_ids & seen)
+    assert set(data.train["__split"].unique().to_list()) == {"train"}
+    assert set(data.validation["__split"].unique().to_list()) == {"validation"}
+    assert len(data.y_train) == data.train.height
+    assert len(data.y_validation) == data.validation.height
+
+
+def test_prepare_features_categoricals_and_targets(trained_classification: Fitted) -> None:
+    data = trained_classification.data
+    assert data.features == ["x1", "x2", "color"]
+    assert data.categorical == ["color"]
+    assert data.positive == 1
+    np.testing.assert_array_equal(data.y_train, data.train["y"].to_numpy().astype(float))
+    assert set(np.unique(data.y_train)) == {0.0, 1.0}
+
+
+def test_string_target_is_encoded_with_larger_value_positive() -> None:
+    spec = spec_from()
+    raw = classification_raw(100).with_columns(
+        pl.when(pl.col("y") == 1).then(pl.lit("yes")).otherwise(pl.lit("no")).alias("y")
+    )
+    train, validation, _ = split_frames(spec, raw)
+    data = prepare(spec, train, validation)
+    assert data.positive == "yes"
+    np.testing.assert_array_equal(data.y_train, (train["y"] == "yes").cast(int).to_numpy())
+
+
+def test_encode_target_for_regression_is_float() -> None:
+    spec = spec_from(task="regression")
+    y = encode_target(spec, pl.DataFrame({"y": [1, 4, 0]}), None)
+    assert y.dtype == np.float64 and y.tolist() == [1.0, 4.0, 0.0]
+
+
+def test_classification_baselines(trained_classification: Fitted) -> None:
+    data = trained_classification.data
+    prior, majority = trained_classification.baselines
+    share = float(data.y_train.mean())
+    assert (prior.name, majority.name) == ("prior", "majority")
+    assert prior.role == majority.role == "baseline"
+    np.testing.assert_array_equal(prior.predict(data.validation), np.full(80, share))
+    np.testing.assert_array_equal(
+        majority.predict(data.validation), np.full(80, float(share >= 0.5))
+    )
+    assert prior.importance(data.validation) is None
+
+
+def test_majority_baseline_predicts_zero_when_negatives_dominate() -> None:
+    spec = spec_from()
+    frame = pl.DataFrame({"x": np.arange(10.0), "y": [1, 0, 0, 0, 0, 0, 0, 0, 0, 1]})
+    data = prepare(spec, frame, frame)
+    prior, majority = train_baselines(data)
+    assert prior.predict(frame)[0] == pytest.approx(0.2)
+    assert majority.predict(frame)[0] == 0.0
+
+
+def test_regression_baselines(trained_regression: Fitted) -> None:
+    data = trained_regression.data
+    mean, median = trained_regression.baselines
+    assert (mean.name, median.name) == ("mean", "median")
+    assert mean.predict(data.validation)[0] == pytest.approx(float(data.y_train.mean()))
+    assert median.predict(data.validation)[0] == float(np.median(data.y_train))
+    assert isinstance(mean, ConstantModel) and mean.params == {"strategy": "mean"}
+
+
+def test_glm_and_lightgbm_beat_prior_on_validation(trained_classification: Fitted) -> None:
+    t = trained_classification
+    prior = validation_metrics(t.baselines[0], t.data, ["roc_auc", "log_loss"])
+    assert prior["roc_auc"] == 0.5
+    for model in (t.glm, t.lightgbm):
+        got = validation_metrics(model, t.data, ["roc_auc", "log_loss"])
+        assert got["roc_auc"] > 0.7, (model.name, got)
+        assert got["log_loss"] < prior["log_loss"], (model.name, got)
+        scores = model.predict(t.validation)
+        assert scores.shape == (t.validation.height,)
+        assert ((scores > 0) & (scores < 1)).all()
+
+
+def test_glm_and_lightgbm_beat_mean_on_validation_for_counts(trained_regression: Fitted) -> None:
+    t = trained_regression
+    mean = validation_metrics(t.baselines[0], t.data, ["rmse", "poisson_deviance"])
+    for model in (t.glm, t.lightgbm):
+        got = validation_metrics(model, t.data, ["rmse", "poisson_deviance"])
+        assert got["rmse"] < 0.9 * mean["rmse"], (model.name, got, mean)
+        assert got["poisson_deviance"] < mean["poisson_deviance"]
+    assert t.glm.name == "glm_poisson"  # counts: Poisson family chosen automatically
+    assert t.lightgbm.params["objective"] == "poisson"
+
+
+def test_glm_recovers_the_signal_direction(trained_classification: Fitted) -> None:
+    coefficients = trained_classification.glm.importance(trained_classification.test)
+    assert coefficients is not None
+    coef = dict(zip(coefficients["feature"], coefficients["coefficient"], strict=True))
+    assert set(coef) == {"const", "x1", "x2", "color=green", "color=red"}
+    assert coef["x1"] > 0.8 and coef["x2"] < -0.4
+    # 'blue' is the dropped reference level and the only one that raises the odds
+    assert coef["color=green"] < 0 and coef["color=red"] < 0
+    assert coefficients["importance"].to_list() == [abs(c) for c in coefficients["coefficient"]]
+
+
+def test_lightgbm_importance_ranks_the_strongest_feature_first(
+    trained_classification: Fitted,
+) -> None:
+    importance = trained_classification.lightgbm.importance(trained_classification.test)
+    assert importance is not None
+    assert sorted(importance["feature"].to_list()) == ["color", "x1", "x2"]
+    assert importance["feature"][0] == "x1"
+    assert importance["importance"].to_list() == sorted(importance["importance"], reverse=True)
+    assert (importance["importance"] >= 0).all()
+
+
+def test_lightgbm_training_is_deterministic(trained_classification: Fitted) -> None:
+    t = trained_classification
+    assert t.spec.candidates.lightgbm is not None
+    again = train_lightgbm(t.data, t.spec.candidates.lightgbm, get_metric("roc_auc"))
+    np.testing.assert_array_equal(again.predict(t.test), t.lightgbm.predict(t.test))
+    assert again.params == t.lightgbm.params
+    assert again.threshold == t.lightgbm.threshold
+
+
+def test_lightgbm_params_record_the_search(trained_classification: Fitted) -> None:
+    params = trained_classification.lightgbm.params
+    assert params["trials"] == 3
+    assert params["objective"] == "binary"
+    assert params["seed"] == 42
+    assert 1 <= params["best_iteration"] <= 200
+    assert 4 <= params["num_leaves"] <= 64 and isinstance(params["num_leaves"], int)
+    assert 0.01 <= params["learning_rate"] <= 0.3
+
+
+def test_threshold_is_chosen_on_validation(trained_classification: Fitted) -> None:
+    t = trained_classification
+    for model in (t.glm, t.lightgbm):
+        expected = choose_threshold(t.data.y_validation, model.predict(t.validation))
+        assert model.threshold == expected
+        assert 0 < model.threshold < 1
+
+
+def test_glm_fit_uses_train_rows_and_threshold_uses_validation_rows(
+    trained_classification: Fitted,
+) -> None:
+    t = trained_classification
+    # Same training rows, validation labels inverted: same coefficients, different threshold.
+    flipped = dataclasses.replace(t.data, y_validation=1.0 - t.data.y_validation)
+    glm = train_glm(flipped, GLMCandidate())
+    assert glm.coefficients is not None and t.glm.coefficients is not None
+    np.testing.assert_allclose(
+        glm.coefficients["coefficient"].to_numpy(), t.glm.coefficients["coefficient"].to_numpy()
+    )
+    assert glm.threshold == choose_threshold(flipped.y_validation, glm.predict(t.validation))
+    assert glm.threshold != t.glm.threshold
+
+
+def test_choose_threshold_maximises_f1() -> None:
+    y = np.array([0, 0, 0, 1, 1, 1])
+    scores = np.array([0.1, 0.2, 0.3, 0.6, 0.7, 0.9])
+    assert choose_threshold(y, scores) == 0.6
+    labels = (scores >= choose_threshold(y, scores)).astype(int)
+    assert score(get_metric("f1"), y, labels) == 1.0
+
+
+def test_model_labels_use_the_threshold(trained_classification: Fitted) -> None:
+    glm = trained_classification.glm
+    scores = np.array([glm.threshold - 1e-9, glm.threshold, glm.threshold + 0.01])
+    assert glm.labels(scores).tolist() == [0, 1, 1]
+
+
+def test_validation_metrics_use_labels_for_label_metrics(trained_classification: Fitted) -> None:
+    t = trained_classification
+    got = validation_metrics(t.glm, t.data, ["f1", "roc_auc"])
+    scores = t.glm.predict(t.validation)
+    assert got["f1"] == score(get_metric("f1"), t.data.y_validation, t.glm.labels(scores))
+    assert got["roc_auc"] == score(get_metric("roc_auc"), t.data.y_validation, scores)
+
+
+def test_family_and_objective_choice(trained_classification, trained_regression) -> None:
+    assert glm_family(trained_classification.data, GLMCandidate()) == "binomial"
+    assert glm_family(trained_regression.data, GLMCandidate()) == "poisson"
+    assert glm_family(trained_regression.data, GLMCandidate(family="gaussian")) == "gaussian"
+    assert lightgbm_objective(trained_classification.data, LightGBMCandidate()) == "binary"
+    assert lightgbm_objective(trained_regression.data, LightGBMCandidate()) == "poisson"
+    continuous = dataclasses.replace(
+        trained_regression.data, y_train=trained_regression.data.y_train + 0.5
+    )
+    assert not continuous.is_count
+    assert glm_family(continuous, GLMCandidate()) == "gaussian"
+    assert lightgbm_objective(continuous, LightGBMCandidate()) == "regression"
+
+
+def test_models_score_unseen_categories(trained_classification: Fitted) -> None:
+    t = trained_classification
+    frame = t.test.head(3).with_columns(pl.lit("purple").alias("color"))
+    for model in (t.glm, t.lightgbm):
+        scores = model.predict(frame)
+        assert scores.shape == (3,) and np.isfinite(scores).all()

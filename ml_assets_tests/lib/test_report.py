@@ -1,0 +1,137 @@
+"""report.py: the self-contained HTML report, the model card and markdown tables."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import polars as pl
+import pytest
+
+from ml_assets.lib.evaluation import Evaluation, evaluate
+from ml_assets.lib.gate import Criterion, GateDecision, decide
+from ml_assets.lib.report import markdown_table, model_card, plots, render_html
+from ml_assets.lib.spec import Bound, SuccessCriteria
+from ml_assets_tests.lib.conftest import Fitted, lineage_for, spec_from
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def failing_decision(classification_evaluation: Evaluation) -> GateDecision:
+    criteria = SuccessCriteria(thresholds={"roc_auc": Bound(min=0.99)})
+    return decide(classification_evaluation, criteria, (Criterion("drift", False, "x1 drifted"),))
+
+
+def _assert_self_contained(page: str) -> None:
+    assert page.startswith("<!doctype html>") and page.endswith("</html>")
+    assert not re.search(r"https?://", page)
+    assert "<script" not in page.lower()
+    assert "<link" not in page.lower()
+    assert not re.search(r"""src=["'](?!data:)""", page)
+
+
+def test_classification_report_is_self_contained_with_embedded_plots(
+    trained_classification: Fitted, classification_evaluation: Evaluation
+) -> None:
+    ev = classification_evaluation
+    decision = decide(ev, trained_classification.spec.success_criteria)
+    page = render_html(ev, decision, lineage_for(trained_classification.spec, ev))
+    _assert_self_contained(page)
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(images) == 4  # ROC/PR, calibration, confusion matrix, importance
+    assert all(base64.b64decode(img).startswith(PNG_MAGIC) for img in images)
+    assert "<h1>Evaluation report: toy</h1>" in page
+    assert "<b>Decision:</b> PROMOTE" in page
+    assert ev.candidate.metrics["roc_auc"].fmt() in page
+    assert ev.vs_baseline.fmt() in page
+    for heading in ("Promotion gate", "Calibration table", "Feature importance", "Lineage"):
+        assert f"<h2>{heading}</h2>" in page
+    assert "run-123" in page and trained_classification.spec.digest() in page
+
+
+def test_regression_report_has_residual_plots(
+    trained_regression: Fitted, regression_evaluation: Evaluation
+) -> None:
+    ev = regression_evaluation
+    decision = decide(ev, trained_regression.spec.success_criteria)
+    page = render_html(ev, decision, lineage_for(trained_regression.spec, ev))
+    _assert_self_contained(page)
+    assert page.count("data:image/png;base64,") == 3  # residuals, distribution, importance
+    assert "<h2>Residuals</h2>" in page
+    assert "<h2>Calibration table</h2>" not in page
+    assert set(plots(ev)) == {"Residuals", "Residual distribution", "Feature importance"}
+
+
+def test_report_escapes_html_from_data(
+    trained_classification: Fitted, classification_evaluation: Evaluation
+) -> None:
+    decision = GateDecision(False, [Criterion("custom", False, "<b>bad</b> & worse")])
+    page = render_html(
+        classification_evaluation,
+        decision,
+        lineage_for(trained_classification.spec, classification_evaluation),
+    )
+    assert "&lt;b&gt;bad&lt;/b&gt; &amp; worse" in page
+    assert "<b>bad</b>" not in page
+    assert "<b>Decision:</b> NOT PROMOTED" in page
+
+
+def test_model_card_lists_metrics_and_failed_criteria(
+    trained_classification: Fitted,
+    classification_evaluation: Evaluation,
+    failing_decision: GateDecision,
+) -> None:
+    ev = classification_evaluation
+    lineage = lineage_for(trained_classification.spec, ev)
+    card = model_card(ev, failing_decision, lineage, "Predicts y for the toy problem.")
+    assert card.startswith("# Model card: toy (glm_binomial)")
+    for name, est in ev.candidate.metrics.items():
+        assert f"- {name}: {est.fmt()}" in card
+    assert f"- best baseline 'prior' roc_auc: {ev.baseline.metrics['roc_auc'].fmt()}" in card
+    assert f"- paired improvement over it: {ev.vs_baseline.fmt()}" in card
+    assert "NOT promoted. Failed criteria:" in card
+    for reason in failing_decision.reasons:
+        assert f"- {reason}" in card
+    assert "- drift: x1 drifted" in card
+    assert "required >= 0.99" in card
+    assert "Predicts y for the toy problem." in card
+    assert f"spec digest {lineage.spec_digest}, code version 0.1.0+test" in card
+    assert "rows: train 240, validation 80, test 80" in card
+    assert "## Limitations" in card
+
+
+def test_model_card_for_promoted_model(
+    trained_classification: Fitted, classification_evaluation: Evaluation
+) -> None:
+    decision = decide(classification_evaluation, trained_classification.spec.success_criteria)
+    lineage = lineage_for(trained_classification.spec, classification_evaluation)
+    card = model_card(classification_evaluation, decision, lineage, "")
+    assert "promoted to champion. Failed criteria:\n- none" in card
+    assert "See the spec." in card
+
+
+def test_report_states_the_configured_confidence_level(
+    trained_classification: Fitted,
+) -> None:
+    """Intervals at 90% confidence must not be described as 95% intervals."""
+    t = trained_classification
+    spec = spec_from(
+        {"metrics": {"secondary": []}, "evaluation": {"confidence": 0.9, "bootstrap_samples": 100}}
+    )
+    ev = evaluate(spec, t.test, t.glm, t.baselines[:1], "prior")
+    decision = decide(ev, spec.success_criteria)
+    lineage = lineage_for(spec, ev)
+    card = model_card(ev, decision, lineage, "")
+    page = render_html(ev, decision, lineage)
+    for text in (card, page):
+        assert not re.search(r"(?<![\d.])95%", text)
+        assert re.search(r"(?<![\d.])90%", text)
+
+
+def test_markdown_table() -> None:
+    frame = pl.DataFrame({"model": ["glm", "prior"], "auc": [0.81234, 0.5], "rows": [10, 10]})
+    assert markdown_table(frame) == (
+        "| model | auc | rows |\n|---|---|---|\n| glm | 0.8123 | 10 |\n| prior | 0.5000 | 10 |"
+    )
+    assert markdown_table(pl.DataFrame()) == "(none)"
