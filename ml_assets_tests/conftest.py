@@ -34,11 +34,13 @@ evaluation:
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh project home: data under it, MLflow in a SQLite file inside it."""
+    """A fresh project home: data, MLflow SQLite store and Dagster instance all inside it."""
     root = tmp_path / "home"
     root.mkdir()
     monkeypatch.setenv("ML_ASSETS_HOME", str(root))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    (root / "dagster_home").mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(root / "dagster_home"))
     monkeypatch.delenv("ML_ASSETS_DATA_DIR", raising=False)
     monkeypatch.delenv("ML_ASSETS_SPECS", raising=False)
     return root

@@ -128,7 +128,7 @@ def test_user_spec_runs_from_the_cli_with_no_code_change(home: Path, user_specs:
         "ml_assets.definitions",
         "-j",
         "train_user_affairs",
-        env={"ML_ASSETS_SPECS": str(user_specs), "DAGSTER_HOME": str(home)},
+        env={"ML_ASSETS_SPECS": str(user_specs)},
     )
     assert out.returncode == 0, out.stderr[-3000:]
     champion = mlflow_client().get_model_version_by_alias("user_affairs", "champion")

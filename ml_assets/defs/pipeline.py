@@ -20,7 +20,7 @@ from ml_assets.lib import splits as split_lib
 from ml_assets.lib import validation as val_lib
 from ml_assets.lib.metrics import get_metric
 from ml_assets.lib.spec import MLSpec
-from ml_assets.lib.tracking import Trained, code_version, git_commit
+from ml_assets.lib.tracking import Tracker, Trained, code_version, git_commit
 
 TRAIN_AND_VALIDATION = {SPLITS_METADATA_KEY: ["train", "validation"]}
 TEST_ONLY = {SPLITS_METADATA_KEY: ["test"]}
@@ -338,7 +338,7 @@ def _candidate(spec: MLSpec, family: str) -> dg.AssetsDefinition:
 
 
 def _champion_for_comparison(
-    spec: MLSpec, tracker: Any, test: pl.DataFrame, context: dg.AssetExecutionContext
+    spec: MLSpec, tracker: Tracker, test: pl.DataFrame, context: dg.AssetExecutionContext
 ) -> tuple[model_lib.Model | None, str | None, tuple[gate_lib.Criterion, ...]]:
     """The current champion, if any, checked to score this test data."""
     ref = tracker.load_champion(spec.name)
@@ -410,15 +410,7 @@ def _evaluation_report(spec: MLSpec) -> dg.AssetsDefinition:
         cand, base = ev.candidate.metrics[primary], ev.baseline.metrics[primary]
         tracker.log_evaluation(
             selected.logged.run_id,
-            metrics={
-                f"test_{primary}": cand.value,
-                f"test_{primary}_ci_lower": cand.lower,
-                f"test_{primary}_ci_upper": cand.upper,
-                f"baseline_test_{primary}": base.value,
-                **{f"test_{m}": e.value for m, e in ev.candidate.metrics.items() if m != primary},
-                f"improvement_vs_baseline_{primary}": ev.vs_baseline.value,
-                f"improvement_vs_baseline_{primary}_ci_lower": ev.vs_baseline.lower,
-            },
+            metrics=eval_lib.tracking_metrics(ev),
             tags={
                 "test_data_fingerprint": ev.test_fingerprint,
                 "best_baseline": best_base,

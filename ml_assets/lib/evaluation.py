@@ -230,3 +230,18 @@ def residual_summary(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
         "median": float(q[1]),
         "p95": float(q[2]),
     }
+
+
+def tracking_metrics(ev: Evaluation) -> dict[str, float]:
+    """The test-split numbers logged on the candidate's MLflow run, for scripts and CI."""
+    p = ev.primary
+    cand, base = ev.candidate.metrics[p], ev.baseline.metrics[p]
+    return {
+        f"test_{p}": cand.value,
+        f"test_{p}_ci_lower": cand.lower,
+        f"test_{p}_ci_upper": cand.upper,
+        f"baseline_test_{p}": base.value,
+        **{f"test_{m}": e.value for m, e in ev.candidate.metrics.items() if m != p},
+        f"improvement_vs_baseline_{p}": ev.vs_baseline.value,
+        f"improvement_vs_baseline_{p}_ci_lower": ev.vs_baseline.lower,
+    }

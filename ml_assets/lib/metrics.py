@@ -100,6 +100,22 @@ def _interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def _bootstrap(
+    statistic: Callable[[np.ndarray], float],
+    metric: Metric,
+    y_true: np.ndarray,
+    samples: int,
+    confidence: float,
+    seed: int,
+) -> Estimate:
+    """``statistic`` on all rows with a percentile interval over row resamples."""
+    values = np.full(samples, np.nan)
+    for i, idx in enumerate(_resample_indices(len(y_true), samples, seed)):
+        if _valid(metric, y_true[idx]):
+            values[i] = statistic(idx)
+    return Estimate(statistic(np.arange(len(y_true))), *_interval(values, confidence))
+
+
 def bootstrap_ci(
     metric: Metric,
     y_true: np.ndarray,
@@ -109,11 +125,9 @@ def bootstrap_ci(
     seed: int = 0,
 ) -> Estimate:
     """Percentile bootstrap CI of ``metric`` over resampled rows."""
-    values = np.full(samples, np.nan)
-    for i, idx in enumerate(_resample_indices(len(y_true), samples, seed)):
-        if _valid(metric, y_true[idx]):
-            values[i] = score(metric, y_true[idx], y[idx])
-    return Estimate(score(metric, y_true, y), *_interval(values, confidence))
+    return _bootstrap(
+        lambda idx: score(metric, y_true[idx], y[idx]), metric, y_true, samples, confidence, seed
+    )
 
 
 def paired_bootstrap_improvement(
@@ -133,15 +147,10 @@ def paired_bootstrap_improvement(
     sign = 1.0 if metric.greater_is_better else -1.0
 
     def diff(idx: np.ndarray) -> float:
-        return sign * (
-            score(metric, y_true[idx], y_new[idx]) - score(metric, y_true[idx], y_ref[idx])
-        )
+        new = score(metric, y_true[idx], y_new[idx])
+        return sign * (new - score(metric, y_true[idx], y_ref[idx]))
 
-    values = np.full(samples, np.nan)
-    for i, idx in enumerate(_resample_indices(len(y_true), samples, seed)):
-        if _valid(metric, y_true[idx]):
-            values[i] = diff(idx)
-    return Estimate(diff(np.arange(len(y_true))), *_interval(values, confidence))
+    return _bootstrap(diff, metric, y_true, samples, confidence, seed)
 
 
 def relative_improvement(metric: Metric, new: float, ref: float) -> float:

@@ -153,7 +153,7 @@ def test_failed_run_exits_non_zero_from_the_cli(home: Path, tmp_path: Path) -> N
         "ml_assets.definitions",
         "-j",
         "train_bad",
-        env={"ML_ASSETS_SPECS": str(spec_dir), "DAGSTER_HOME": str(home)},
+        env={"ML_ASSETS_SPECS": str(spec_dir)},
     )
     assert out.returncode != 0
     assert "is empty" in out.stdout + out.stderr
