@@ -64,7 +64,7 @@ def build_spec_defs(spec: MLSpec) -> dg.Definitions:
         _features(spec),
         _splits(spec),
         _baselines(spec),
-        *(_candidate(spec, family) for family in spec.candidates.enabled()),
+        *(_candidate(spec, family) for family in spec.families),
         _evaluation_report(spec),
         _champion_model(spec),
     ]
@@ -315,12 +315,10 @@ def _candidate(spec: MLSpec, family: str) -> dg.AssetsDefinition:
     ) -> dg.Output[Trained]:
         prepared = _prepare(spec, splits)
         if family == "glm":
-            assert spec.candidates.glm is not None
-            model: model_lib.Model = model_lib.train_glm(prepared, spec.candidates.glm)
+            model: model_lib.Model = model_lib.train_glm(prepared, spec.candidates.config("glm"))
         else:
-            assert spec.candidates.lightgbm is not None
             model = model_lib.train_lightgbm(
-                prepared, spec.candidates.lightgbm, get_metric(spec.primary_metric)
+                prepared, spec.candidates.config("lightgbm"), get_metric(spec.primary_metric)
             )
         trained = _log_trained(spec, context, mlflow, model, prepared)
         return dg.Output(
@@ -354,7 +352,7 @@ def _champion_for_comparison(
 
 
 def _evaluation_report(spec: MLSpec) -> dg.AssetsDefinition:
-    families = spec.candidates.enabled()
+    families = spec.families
     ins = {
         "splits": dg.AssetIn(_key(spec, "splits"), metadata=TEST_ONLY),
         "baselines": dg.AssetIn(_key(spec, "baselines")),

@@ -20,7 +20,7 @@ class Metric:
     fn: Callable[[np.ndarray, np.ndarray], float]
     greater_is_better: bool
     kind: Kind
-    task: str
+    tasks: tuple[str, ...]
 
 
 def _rmse(y: np.ndarray, p: np.ndarray) -> float:
@@ -36,22 +36,42 @@ def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
     return float(skm.log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1]))
 
 
+def _smape(y: np.ndarray, p: np.ndarray) -> float:
+    denominator = np.abs(y) + np.abs(p)
+    return float(np.mean(np.where(denominator > 0, 200 * np.abs(y - p) / denominator, 0.0)))
+
+
+def _mape(y: np.ndarray, p: np.ndarray) -> float:
+    return float(100 * skm.mean_absolute_percentage_error(y, p))
+
+
+def _needs_scale(y: np.ndarray, p: np.ndarray) -> float:
+    raise ValueError("MASE needs the in-sample seasonal-naive scale: use forecast_eval.mase")
+
+
 _METRICS: dict[str, Metric] = {
     m.name: m
     for m in [
-        Metric("roc_auc", skm.roc_auc_score, True, "score", "classification"),
-        Metric("average_precision", skm.average_precision_score, True, "score", "classification"),
-        Metric("log_loss", _log_loss, False, "score", "classification"),
-        Metric("brier", skm.brier_score_loss, False, "score", "classification"),
-        Metric("accuracy", skm.accuracy_score, True, "label", "classification"),
-        Metric("balanced_accuracy", skm.balanced_accuracy_score, True, "label", "classification"),
-        Metric("f1", skm.f1_score, True, "label", "classification"),
-        Metric("precision", skm.precision_score, True, "label", "classification"),
-        Metric("recall", skm.recall_score, True, "label", "classification"),
-        Metric("rmse", _rmse, False, "value", "regression"),
-        Metric("mae", skm.mean_absolute_error, False, "value", "regression"),
-        Metric("r2", skm.r2_score, True, "value", "regression"),
-        Metric("poisson_deviance", _poisson_deviance, False, "value", "regression"),
+        Metric("roc_auc", skm.roc_auc_score, True, "score", ("classification",)),
+        Metric(
+            "average_precision", skm.average_precision_score, True, "score", ("classification",)
+        ),
+        Metric("log_loss", _log_loss, False, "score", ("classification",)),
+        Metric("brier", skm.brier_score_loss, False, "score", ("classification",)),
+        Metric("accuracy", skm.accuracy_score, True, "label", ("classification",)),
+        Metric(
+            "balanced_accuracy", skm.balanced_accuracy_score, True, "label", ("classification",)
+        ),
+        Metric("f1", skm.f1_score, True, "label", ("classification",)),
+        Metric("precision", skm.precision_score, True, "label", ("classification",)),
+        Metric("recall", skm.recall_score, True, "label", ("classification",)),
+        Metric("rmse", _rmse, False, "value", ("regression", "forecasting")),
+        Metric("mae", skm.mean_absolute_error, False, "value", ("regression", "forecasting")),
+        Metric("r2", skm.r2_score, True, "value", ("regression",)),
+        Metric("poisson_deviance", _poisson_deviance, False, "value", ("regression",)),
+        Metric("mase", _needs_scale, False, "value", ("forecasting",)),
+        Metric("smape", _smape, False, "value", ("forecasting",)),
+        Metric("mape", _mape, False, "value", ("forecasting",)),
     ]
 }
 
@@ -64,7 +84,7 @@ def get_metric(name: str) -> Metric:
 
 
 def metric_names_for(task: str) -> set[str]:
-    return {n for n, m in _METRICS.items() if m.task == task}
+    return {n for n, m in _METRICS.items() if task in m.tasks}
 
 
 @dataclass(frozen=True)

@@ -94,12 +94,76 @@ class LightGBMCandidate(_Strict):
     )
 
 
-class Candidates(_Strict):
-    glm: GLMCandidate | None = GLMCandidate()
-    lightgbm: LightGBMCandidate | None = LightGBMCandidate()
+class ETSCandidate(_Strict):
+    """statsmodels ETSModel (additive errors); intervals from its state-space model."""
 
-    def enabled(self) -> list[str]:
-        return [n for n in ("glm", "lightgbm") if (c := getattr(self, n)) is not None and c.enabled]
+    enabled: bool = True
+    trend: Literal["add", "mul"] | None = "add"
+    damped_trend: bool = False
+    seasonal: Literal["add", "mul"] | None = "add"
+
+
+class SARIMAXCandidate(_Strict):
+    """statsmodels SARIMAX; seasonality enters as Fourier terms (cheap for long periods)."""
+
+    enabled: bool = True
+    order: tuple[int, int, int] = (1, 1, 1)
+    fourier_terms: int = Field(3, ge=0, le=20)
+    trend: Literal["n", "c", "t", "ct"] = "c"
+
+
+class ProphetCandidate(_Strict):
+    enabled: bool = True
+    seasonality_mode: Literal["additive", "multiplicative"] = "additive"
+    uncertainty_samples: int = Field(300, ge=0)
+    changepoint_prior_scale: float = Field(0.05, gt=0)
+
+
+TABULAR_FAMILIES = ("glm", "lightgbm")
+FORECAST_FAMILIES = ("ets", "sarimax", "prophet", "lightgbm")
+
+
+class Candidates(_Strict):
+    """Model families to try. Listing any family selects exactly the listed ones;
+    listing none selects every family of the task with default settings."""
+
+    glm: GLMCandidate | None = None
+    lightgbm: LightGBMCandidate | None = None
+    ets: ETSCandidate | None = None
+    sarimax: SARIMAXCandidate | None = None
+    prophet: ProphetCandidate | None = None
+
+    def configured(self) -> list[str]:
+        return [n for n in type(self).model_fields if getattr(self, n) is not None]
+
+    def enabled(self, task: str) -> list[str]:
+        families = TABULAR_FAMILIES if task != "forecasting" else FORECAST_FAMILIES
+        if not self.configured():
+            return list(families)
+        return [n for n in families if (c := getattr(self, n)) is not None and c.enabled]
+
+    def config(self, family: str) -> Any:
+        """The family's settings, or its defaults when the family was not listed."""
+        defaults = {
+            "glm": GLMCandidate,
+            "lightgbm": LightGBMCandidate,
+            "ets": ETSCandidate,
+            "sarimax": SARIMAXCandidate,
+            "prophet": ProphetCandidate,
+        }
+        return getattr(self, family) or defaults[family]()
+
+
+class ForecastConfig(_Strict):
+    """Forecasting settings: the grid of the series, what to forecast and how to backtest."""
+
+    frequency: str = Field(description="polars duration of one step, e.g. '1w', '1d', '1mo'")
+    horizon: int = Field(ge=1, description="steps forecast from each origin")
+    seasonal_period: int = Field(1, ge=1, description="steps per season (52 for weekly/yearly)")
+    folds: int = Field(3, ge=1, le=50, description="rolling-origin backtest folds")
+    imputation: Literal["none", "linear", "forward_fill"] = "none"
+    max_gap_fraction: float = Field(0.1, ge=0.0, le=1.0)
+    exogenous: list[str] = Field(default_factory=list)
 
 
 class ColumnContract(_Strict):
@@ -156,6 +220,7 @@ class MLSpec(_Strict):
     metrics: MetricsConfig = MetricsConfig()
     success_criteria: SuccessCriteria = SuccessCriteria()
     candidates: Candidates = Candidates()
+    forecast: ForecastConfig | None = None
     validation: ValidationConfig = ValidationConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     spec_path: Path = Field(Path("."), exclude=True)
@@ -172,7 +237,13 @@ class MLSpec(_Strict):
         return _check_consistency(self)
 
     @property
+    def families(self) -> list[str]:
+        return self.candidates.enabled(self.task)
+
+    @property
     def split_strategy(self) -> SplitStrategy:
+        if self.task == "forecasting":
+            return "temporal"
         if self.split.strategy:
             return self.split.strategy
         if self.time_column:
@@ -208,16 +279,22 @@ class MLSpec(_Strict):
 def _check_consistency(spec: MLSpec) -> MLSpec:
     from ml_assets.lib.metrics import metric_names_for
 
-    if spec.task == "forecasting":
-        raise ValueError(
-            "task 'forecasting' is not available yet; use classification or regression"
-        )
     known = metric_names_for(spec.task)
     for metric in [spec.primary_metric, *spec.metrics.secondary, *spec.success_criteria.thresholds]:
         if metric not in known:
             raise ValueError(
                 f"unknown metric '{metric}' for task {spec.task}; choose from {sorted(known)}"
             )
+    allowed = FORECAST_FAMILIES if spec.task == "forecasting" else TABULAR_FAMILIES
+    wrong = [f for f in spec.candidates.configured() if f not in allowed]
+    if wrong:
+        raise ValueError(f"candidates {wrong} are not for task {spec.task}; use {list(allowed)}")
+    if not spec.families:
+        raise ValueError(f"no candidate enabled under 'candidates' ({', '.join(allowed)})")
+    if spec.task == "forecasting":
+        return _check_forecasting(spec)
+    if spec.forecast is not None:
+        raise ValueError("'forecast' settings are only for task 'forecasting'")
     if spec.split_strategy == "temporal" and not spec.time_column:
         raise ValueError("split strategy 'temporal' needs 'time_column'")
     if spec.split_strategy == "stratified" and spec.task != "classification":
@@ -226,8 +303,21 @@ def _check_consistency(spec: MLSpec) -> MLSpec:
         raise ValueError("validation_fraction + test_fraction must leave at least 20% for training")
     if spec.target in spec.drop:
         raise ValueError(f"target '{spec.target}' is also listed in 'drop'")
-    if not spec.candidates.enabled():
-        raise ValueError("no candidate enabled under 'candidates' (glm, lightgbm)")
+    return spec
+
+
+def _check_forecasting(spec: MLSpec) -> MLSpec:
+    if not spec.time_column:
+        raise ValueError("task 'forecasting' needs 'time_column'")
+    if spec.forecast is None:
+        raise ValueError(
+            "task 'forecasting' needs a 'forecast' section with at least 'frequency' and "
+            "'horizon', e.g. forecast: {frequency: 1w, horizon: 52, seasonal_period: 52}"
+        )
+    if spec.split.strategy not in (None, "temporal"):
+        raise ValueError("forecasting always splits by time; remove 'split.strategy'")
+    if spec.target in spec.drop or spec.time_column in spec.drop:
+        raise ValueError("the target and time_column cannot be listed in 'drop'")
     return spec
 
 

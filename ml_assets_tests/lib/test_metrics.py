@@ -47,7 +47,7 @@ def test_metric_names_for_tasks() -> None:
         "recall",
     }
     assert metric_names_for("regression") == {"rmse", "mae", "r2", "poisson_deviance"}
-    assert metric_names_for("forecasting") == set()
+    assert metric_names_for("forecasting") == {"mase", "mae", "rmse", "smape", "mape"}
 
 
 def test_get_metric_directions_and_kinds() -> None:

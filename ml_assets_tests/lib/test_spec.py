@@ -154,8 +154,10 @@ def test_other_consistency_rules(make_spec) -> None:
         make_spec({"drop": ["y"]})
     with pytest.raises(ValueError, match="no candidate enabled"):
         make_spec({"candidates": {"glm": {"enabled": False}, "lightgbm": {"enabled": False}}})
-    with pytest.raises(ValueError, match="'forecasting' is not available yet"):
-        make_spec({"task": "forecasting", "metrics": None})
+    with pytest.raises(ValueError, match="'forecasting' needs 'time_column'"):
+        make_spec({"task": "forecasting", "metrics": None, "candidates": None})
+    with pytest.raises(ValueError, match="not for task forecasting"):
+        make_spec({"task": "forecasting", "metrics": None, "time_column": "x1"})
 
 
 def test_invalid_yaml_names_the_file(write_spec) -> None:
@@ -185,7 +187,7 @@ def test_defaults_for_classification() -> None:
     assert spec.split.validation_fraction == 0.2
     assert spec.split.test_fraction == 0.2
     assert spec.split.seed == 42
-    assert spec.candidates.enabled() == ["glm", "lightgbm"]
+    assert spec.families == ["glm", "lightgbm"]
 
 
 def test_defaults_for_regression() -> None:
