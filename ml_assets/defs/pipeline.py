@@ -13,10 +13,13 @@ import polars as pl
 from ml_assets.defs.resources import SPLITS_METADATA_KEY, ArtifactStore, MlflowResource
 from ml_assets.lib import data as data_lib
 from ml_assets.lib import evaluation as eval_lib
+from ml_assets.lib import forecast_eval as fe_lib
+from ml_assets.lib import forecasters as fc_lib
 from ml_assets.lib import gate as gate_lib
 from ml_assets.lib import models as model_lib
 from ml_assets.lib import report as report_lib
 from ml_assets.lib import splits as split_lib
+from ml_assets.lib import timeseries as ts_lib
 from ml_assets.lib import validation as val_lib
 from ml_assets.lib.metrics import get_metric
 from ml_assets.lib.spec import MLSpec
@@ -24,6 +27,8 @@ from ml_assets.lib.tracking import Tracker, Trained, code_version, git_commit
 
 TRAIN_AND_VALIDATION = {SPLITS_METADATA_KEY: ["train", "validation"]}
 TEST_ONLY = {SPLITS_METADATA_KEY: ["test"]}
+# A forecasting report also needs the history before the holdout (MASE scale, plots).
+ALL_SPLITS = {SPLITS_METADATA_KEY: ["train", "validation", "test"]}
 
 
 def _key(spec: MLSpec, stage: str) -> dg.AssetKey:
@@ -69,6 +74,9 @@ def build_spec_defs(spec: MLSpec) -> dg.Definitions:
         _champion_model(spec),
     ]
     checks = [_raw_data_contract(spec), _features_contract(spec)]
+    if spec.task == "forecasting":
+        assets.append(_forecast(spec))
+        checks.append(_time_index(spec))
     job = dg.define_asset_job(
         f"train_{spec.name}",
         selection=dg.AssetSelection.groups(spec.name),
@@ -125,6 +133,10 @@ def _features(spec: MLSpec) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, raw_data: pl.DataFrame
     ) -> dg.Output[pl.DataFrame]:
         frame = data_lib.build_features(spec, raw_data)
+        if spec.task == "forecasting":
+            frame = ts_lib.regularize(spec, frame.drop(data_lib.ROW_ID))
+            frame = frame.with_row_index(data_lib.ROW_ID)
+            context.add_output_metadata({"imputed_steps": int(frame[ts_lib.IMPUTED].sum())})
         counts = frame[spec.target].value_counts(sort=True).head(20)
         return dg.Output(
             frame,
@@ -193,8 +205,25 @@ def _features_contract(spec: MLSpec) -> dg.AssetChecksDefinition:
     return features_contract
 
 
+def _split_checks(spec: MLSpec, frame: pl.DataFrame) -> list[split_lib.SplitCheck]:
+    if spec.task != "forecasting":
+        return [
+            split_lib.check_disjoint(frame),
+            split_lib.check_proportions(spec, frame),
+            split_lib.check_time_order(spec, frame),
+        ]
+    ok, detail, meta = ts_lib.check_folds_before_origin(spec, frame)
+    return [
+        split_lib.check_disjoint(frame),
+        split_lib.check_time_order(spec, frame),
+        split_lib.SplitCheck("backtest_before_origin", ok, detail, dict(meta)),
+    ]
+
+
 def _splits(spec: MLSpec) -> dg.AssetsDefinition:
     checks = ["splits_disjoint", "splits_proportions", "splits_time_order"]
+    if spec.task == "forecasting":
+        checks = ["splits_disjoint", "splits_time_order", "backtest_before_origin"]
 
     @dg.asset(
         key=_key(spec, "splits"),
@@ -207,7 +236,10 @@ def _splits(spec: MLSpec) -> dg.AssetsDefinition:
         description=f"{spec.split_strategy} train/validation/test assignment (column __split)",
     )
     def splits(context: dg.AssetExecutionContext, features: pl.DataFrame) -> Any:
-        frame = split_lib.assign_splits(spec, features)
+        if spec.task == "forecasting":
+            frame = ts_lib.assign_forecast_splits(spec, features)
+        else:
+            frame = split_lib.assign_splits(spec, features)
         by_split = {s: frame.filter(pl.col(data_lib.SPLIT) == s) for s in split_lib.SPLIT_NAMES}
         yield dg.Output(
             frame,
@@ -218,11 +250,7 @@ def _splits(spec: MLSpec) -> dg.AssetsDefinition:
                 **{f"{s}_fingerprint": data_lib.fingerprint(f) for s, f in by_split.items()},
             },
         )
-        for result in (
-            split_lib.check_disjoint(frame),
-            split_lib.check_proportions(spec, frame),
-            split_lib.check_time_order(spec, frame),
-        ):
+        for result in _split_checks(spec, frame):
             yield dg.AssetCheckResult(
                 check_name=result.name,
                 passed=result.passed,
@@ -263,6 +291,56 @@ def _log_trained(
     return Trained(model, logged, val, fingerprint)
 
 
+def _train_tabular(
+    spec: MLSpec,
+    context: dg.AssetExecutionContext,
+    mlflow: MlflowResource,
+    splits: pl.DataFrame,
+    family: str,
+) -> Trained:
+    prepared = _prepare(spec, splits)
+    if family == "glm":
+        model: model_lib.Model = model_lib.train_glm(prepared, spec.candidates.config("glm"))
+    else:
+        metric = get_metric(spec.primary_metric)
+        model = model_lib.train_lightgbm(prepared, spec.candidates.config("lightgbm"), metric)
+    return _log_trained(spec, context, mlflow, model, prepared)
+
+
+def _history(spec: MLSpec, splits: pl.DataFrame, split: str = "train") -> pl.DataFrame:
+    assert spec.time_column is not None
+    rows = splits.filter(pl.col(data_lib.SPLIT) == split)
+    return rows.drop(data_lib.SPLIT).sort(spec.time_column)
+
+
+def _train_forecasters(
+    spec: MLSpec,
+    context: dg.AssetExecutionContext,
+    mlflow: MlflowResource,
+    splits: pl.DataFrame,
+    models: list[fc_lib.Forecaster],
+) -> list[Trained]:
+    """Rolling-origin backtest of each model, then a fit on every row before the holdout."""
+    series = _history(spec, splits)
+    folds = ts_lib.backtest_folds(spec, series.height)
+    fingerprint = data_lib.fingerprint(series)
+    out = []
+    for model in models:
+        backtest = fc_lib.backtest(model, series, folds)
+        fitted = model.fit(series)
+        val = fe_lib.validation_metrics(backtest, spec.all_metrics)
+        logged = mlflow.tracker().log_model(
+            spec.name,
+            fitted,
+            fitted.future_frame(5),
+            val,
+            _lineage_tags(spec, context, fingerprint),
+        )
+        context.log.info(f"{model.name}: backtest mean {val}; MLflow run {logged.run_id}")
+        out.append(Trained(fitted, logged, val, fingerprint, backtest))
+    return out
+
+
 def _train_inputs(spec: MLSpec) -> dict[str, dg.AssetIn]:
     return {"splits": dg.AssetIn(_key(spec, "splits"), metadata=TRAIN_AND_VALIDATION)}
 
@@ -278,16 +356,20 @@ def _baselines(spec: MLSpec) -> dg.AssetsDefinition:
         group_name=spec.name,
         kinds={"python", "mlflow"},
         ins=_train_inputs(spec),
-        description="Naive baselines every candidate must beat (prior/majority or mean/median)",
+        description="Naive baselines every candidate must beat (prior/majority, mean/median, "
+        "or naive/seasonal naive/drift/mean for forecasting)",
     )
     def baselines(
         context: dg.AssetExecutionContext, splits: pl.DataFrame, mlflow: MlflowResource
     ) -> dg.Output[list[Trained]]:
-        prepared = _prepare(spec, splits)
-        trained = [
-            _log_trained(spec, context, mlflow, m, prepared)
-            for m in model_lib.train_baselines(prepared)
-        ]
+        if spec.task == "forecasting":
+            trained = _train_forecasters(spec, context, mlflow, splits, fc_lib.baselines(spec))
+        else:
+            prepared = _prepare(spec, splits)
+            trained = [
+                _log_trained(spec, context, mlflow, m, prepared)
+                for m in model_lib.train_baselines(prepared)
+            ]
         table = pl.DataFrame([{"baseline": t.model.name, **t.validation} for t in trained])
         return dg.Output(
             trained,
@@ -301,7 +383,8 @@ def _baselines(spec: MLSpec) -> dg.AssetsDefinition:
 
 
 def _candidate(spec: MLSpec, family: str) -> dg.AssetsDefinition:
-    kinds = {"glm": {"statsmodels", "mlflow"}, "lightgbm": {"lightgbm", "mlflow"}}[family]
+    library = {"glm": "statsmodels", "ets": "statsmodels", "sarimax": "statsmodels"}
+    kinds = {library.get(family, family), "mlflow"}
 
     @dg.asset(
         key=_key(spec, f"candidate_{family}"),
@@ -313,14 +396,12 @@ def _candidate(spec: MLSpec, family: str) -> dg.AssetsDefinition:
     def candidate(
         context: dg.AssetExecutionContext, splits: pl.DataFrame, mlflow: MlflowResource
     ) -> dg.Output[Trained]:
-        prepared = _prepare(spec, splits)
-        if family == "glm":
-            model: model_lib.Model = model_lib.train_glm(prepared, spec.candidates.config("glm"))
+        if spec.task == "forecasting":
+            model = fc_lib.candidate(spec, family)
+            trained = _train_forecasters(spec, context, mlflow, splits, [model])[0]
         else:
-            model = model_lib.train_lightgbm(
-                prepared, spec.candidates.config("lightgbm"), get_metric(spec.primary_metric)
-            )
-        trained = _log_trained(spec, context, mlflow, model, prepared)
+            trained = _train_tabular(spec, context, mlflow, splits, family)
+        model = trained.model
         return dg.Output(
             trained,
             metadata={
@@ -351,10 +432,132 @@ def _champion_for_comparison(
     return model, ref.version, ()
 
 
+def _evaluate_forecast(
+    spec: MLSpec,
+    tracker: Tracker,
+    splits: pl.DataFrame,
+    selected: Trained,
+    baselines: list[Trained],
+    best_base: str,
+    context: dg.AssetExecutionContext,
+) -> tuple[eval_lib.Evaluation, str | None, tuple[gate_lib.Criterion, ...]]:
+    """Holdout evaluation; the current champion is refit on the same history to compare."""
+    history, holdout = _history(spec, splits), _history(spec, splits, "test")
+    ref = tracker.load_champion(spec.name)
+    champion, extra = None, ()
+    if ref is not None:
+        try:
+            assert isinstance(ref.model, fc_lib.Forecaster)
+            champion = dataclasses.replace(ref.model.fit(history), name=f"champion_v{ref.version}")
+        except (AssertionError, ValueError, KeyError, pl.exceptions.PolarsError) as exc:
+            context.log.error(f"current champion v{ref.version} cannot be refit: {exc}")
+            extra = (gate_lib.champion_not_comparable(ref.version, str(exc)[:300]),)
+    ev = fe_lib.evaluate_forecast(
+        spec,
+        history,
+        holdout,
+        (selected.model, selected.backtest),
+        [(b.model, b.backtest) for b in baselines],
+        best_base,
+        champion,
+    )
+    return ev, (ref.version if ref else None), extra
+
+
+def _time_index(spec: MLSpec) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=_key(spec, "raw_data"),
+        name="time_index",
+        blocking=True,
+        description="Regular time index at the declared frequency: no duplicated or off-grid "
+        "timestamps, increasing order, gaps counted against forecast.max_gap_fraction",
+    )
+    def time_index(
+        context: dg.AssetCheckExecutionContext, raw_data: pl.DataFrame
+    ) -> dg.AssetCheckResult:
+        column = spec.time_column
+        assert column is not None
+        dtype = raw_data.schema[column]
+        if not (dtype.is_temporal() or dtype.is_integer()):
+            problems = [
+                f"time column '{column}' is {dtype}, not a date/time or integer; write "
+                "ISO dates (YYYY-MM-DD) in the file"
+            ]
+            meta: dict[str, Any] = {}
+        else:
+            report = ts_lib.inspect_time_index(spec, raw_data)
+            problems = report.problems(spec)
+            meta = {k: v for k, v in vars(report).items() if isinstance(v, int | str | bool)}
+            meta["gap_fraction"] = round(report.gap_fraction, 4)
+        if problems:
+            context.log.error(f"spec '{spec.name}' time index: " + " | ".join(problems))
+        return dg.AssetCheckResult(
+            passed=not problems,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=("; ".join(problems) or "regular time index")[:2000],
+            metadata=meta,
+        )
+
+    return time_index
+
+
+def _forecast(spec: MLSpec) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=_key(spec, "forecast"),
+        group_name=spec.name,
+        kinds={"polars", "mlflow"},
+        ins={
+            "splits": dg.AssetIn(_key(spec, "splits"), metadata=ALL_SPLITS),
+            "champion_model": dg.AssetIn(_key(spec, "champion_model")),
+        },
+        output_required=False,
+        description="The next `horizon` periods with intervals from the registered champion, "
+        "refit on every row (holdout included)",
+    )
+    def forecast(
+        context: dg.AssetExecutionContext,
+        splits: pl.DataFrame,
+        champion_model: dict[str, Any],
+        mlflow: MlflowResource,
+    ) -> Any:
+        assert spec.forecast is not None and spec.time_column is not None
+        ref = mlflow.tracker().load_champion(spec.name)
+        if ref is None or not isinstance(ref.model, fc_lib.Forecaster):
+            context.log.error(f"'{spec.name}' has no champion: no forecast is produced")
+            return
+        series = splits.drop(data_lib.SPLIT).sort(spec.time_column)
+        fitted = ref.model.fit(series)
+        fc = fitted.forecast(spec.forecast.horizon, fitted.future_frame(spec.forecast.horizon))
+        frame = pl.DataFrame(
+            {
+                spec.time_column: fitted.future_frame(spec.forecast.horizon)[spec.time_column],
+                "forecast": fc.mean,
+                "lower": fc.lower if fc.lower is not None else [None] * len(fc.mean),
+                "upper": fc.upper if fc.upper is not None else [None] * len(fc.mean),
+            }
+        ).with_columns(
+            pl.lit(ref.version).alias("champion_version"), pl.lit(fitted.name).alias("model")
+        )
+        yield dg.Output(
+            frame,
+            metadata={
+                "champion_version": ref.version,
+                "model": fitted.name,
+                "trained_through": str(fitted.last_time),
+                "interval_level": spec.evaluation.confidence,
+                "preview": dg.MetadataValue.md(report_lib.markdown_table(frame.head(12))),
+            },
+        )
+
+    return forecast
+
+
 def _evaluation_report(spec: MLSpec) -> dg.AssetsDefinition:
     families = spec.families
     ins = {
-        "splits": dg.AssetIn(_key(spec, "splits"), metadata=TEST_ONLY),
+        "splits": dg.AssetIn(
+            _key(spec, "splits"), metadata=ALL_SPLITS if spec.task == "forecasting" else TEST_ONLY
+        ),
         "baselines": dg.AssetIn(_key(spec, "baselines")),
         **{f"candidate_{f}": dg.AssetIn(_key(spec, f"candidate_{f}")) for f in families},
     }
@@ -385,10 +588,18 @@ def _evaluation_report(spec: MLSpec) -> dg.AssetsDefinition:
         ]
         best_base = eval_lib.select_best({b.model.name: b.validation for b in baselines}, order)
         tracker = mlflow.tracker()
-        champion, champion_version, extra = _champion_for_comparison(spec, tracker, test, context)
-        ev = eval_lib.evaluate(
-            spec, test, selected.model, [b.model for b in baselines], best_base, champion
-        )
+        if spec.task == "forecasting":
+            ev, champion_version, extra = _evaluate_forecast(
+                spec, tracker, test, selected, baselines, best_base, context
+            )
+            test = _history(spec, test, "test")
+        else:
+            champion, champion_version, extra = _champion_for_comparison(
+                spec, tracker, test, context
+            )
+            ev = eval_lib.evaluate(
+                spec, test, selected.model, [b.model for b in baselines], best_base, champion
+            )
         decision = gate_lib.decide(ev, spec.success_criteria, extra)
         lineage = eval_lib.Lineage(
             spec.name,

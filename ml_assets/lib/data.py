@@ -23,7 +23,10 @@ def load_raw(spec: MLSpec) -> pl.DataFrame:
     """The source data as-is, as a polars frame. Raises DataError on missing/empty/unreadable."""
     if spec.source.statsmodels:
         module = importlib.import_module(f"statsmodels.datasets.{spec.source.statsmodels}")
-        frame = pl.from_pandas(module.load_pandas().data)
+        pdf = module.load_pandas().data
+        if type(pdf.index).__name__ != "RangeIndex":  # e.g. co2's weekly DatetimeIndex
+            pdf = pdf.reset_index(names=pdf.index.name or "date")
+        frame = pl.from_pandas(pdf)
         where = f"statsmodels dataset '{spec.source.statsmodels}'"
     else:
         path = spec.source_file
@@ -90,9 +93,9 @@ def build_features(spec: MLSpec, raw: pl.DataFrame) -> pl.DataFrame:
 
 
 def feature_columns(spec: MLSpec, frame: pl.DataFrame) -> list[str]:
-    """Model inputs: everything but the target, the row id, the split tag and the time column."""
-    excluded = {spec.target, ROW_ID, SPLIT, spec.time_column}
-    return [c for c in frame.columns if c not in excluded]
+    """Model inputs: everything but the target, the time column and our ``__`` columns."""
+    excluded = {spec.target, spec.time_column}
+    return [c for c in frame.columns if c not in excluded and not c.startswith("__")]
 
 
 def fingerprint(frame: pl.DataFrame) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -53,6 +53,7 @@ class Evaluation:
     residuals: dict[str, float] | None = None
     importance: pl.DataFrame | None = None
     confidence: float = 0.95
+    forecast: Any = None  # forecast_eval.ForecastDetails for forecasting specs
 
     @property
     def baseline(self) -> Scored:

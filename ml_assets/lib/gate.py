@@ -70,9 +70,21 @@ def decide(
         Criterion(
             "beats_baseline",
             diff.lower > 0,
-            f"paired bootstrap improvement in {primary.name} {diff.fmt()}; its CI must be above 0",
+            f"paired improvement in {primary.name} {diff.fmt()} ({_paired_test(evaluation)}); "
+            "its CI must be above 0",
         )
     )
+    seasonal = evaluation.forecast.vs_seasonal_naive if evaluation.forecast else None
+    if seasonal is not None and evaluation.best_baseline != "seasonal_naive":
+        checks.append(
+            Criterion(
+                "beats_seasonal_naive",
+                seasonal.improvement.lower > 0,
+                f"improvement in {primary.name} over seasonal naive "
+                f"{seasonal.improvement.fmt()} (Diebold-Mariano statistic "
+                f"{seasonal.statistic:.2f}, p {seasonal.p_value:.4f}); its CI must be above 0",
+            )
+        )
     if evaluation.vs_champion is not None and evaluation.champion is not None:
         d = evaluation.vs_champion
         checks.append(
@@ -85,6 +97,15 @@ def decide(
         )
     checks += extra
     return GateDecision(all(c.passed for c in checks), checks)
+
+
+def _paired_test(evaluation: Evaluation) -> str:
+    if evaluation.forecast is not None:
+        dm = evaluation.forecast.dm
+        return (
+            f"Diebold-Mariano on holdout losses, statistic {dm.statistic:.2f}, p {dm.p_value:.4f}"
+        )
+    return "paired bootstrap over test rows"
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,8 @@ def plots(ev: Evaluation) -> dict[str, str]:
     out: dict[str, str] = {}
     if ev.task == "classification":
         out |= _classification_plots(ev)
+    elif ev.task == "forecasting":
+        out |= _forecast_plots(ev)
     else:
         out |= _regression_plots(ev)
     if ev.importance is not None and ev.importance.height:
@@ -104,6 +106,50 @@ def _regression_plots(ev: Evaluation) -> dict[str, str]:
     return out
 
 
+def _band(ax: object, frame: pl.DataFrame, label: str, color: str) -> None:
+    t = frame["time"].to_list()
+    ax.plot(t, frame["mean"].to_list(), color=color, label=label)  # type: ignore[attr-defined]
+    if not frame["lower"].is_nan().all():
+        ax.fill_between(  # type: ignore[attr-defined]
+            t, frame["lower"].to_list(), frame["upper"].to_list(), color=color, alpha=0.2
+        )
+
+
+def _forecast_plots(ev: Evaluation) -> dict[str, str]:
+    import matplotlib.pyplot as plt
+
+    fd, cand, base = ev.forecast, ev.candidate.name, ev.best_baseline
+    out = {}
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    tail = fd.history.tail(3 * max(ev.test_rows, 1))
+    ax.plot(tail["time"].to_list(), tail["actual"].to_list(), "k-", lw=0.8, label="history")
+    holdout = fd.holdout.filter(pl.col("model") == cand)
+    ax.plot(holdout["time"].to_list(), holdout["actual"].to_list(), "k.", ms=4, label="actual")
+    _band(ax, holdout, f"{cand} (candidate)", "tab:blue")
+    _band(ax, fd.holdout.filter(pl.col("model") == base), f"{base} (best baseline)", "tab:orange")
+    if ev.champion is not None:
+        _band(ax, fd.holdout.filter(pl.col("model") == ev.champion.name), "champion", "tab:green")
+    ax.set(title=f"Holdout: forecast vs actual ({ev.confidence:.0%} intervals)")
+    ax.legend(fontsize=8)
+    out["Holdout forecast"] = _figure_png(fig)
+    folds = sorted(set(fd.backtests["fold"].to_list()))
+    fig, axes = plt.subplots(len(folds), 1, figsize=(11, 2.6 * len(folds)), squeeze=False)
+    for ax, fold in zip(axes[:, 0], folds, strict=True):
+        part = fd.backtests.filter((pl.col("fold") == fold) & (pl.col("model") == cand))
+        ax.plot(part["time"].to_list(), part["actual"].to_list(), "k.", ms=3, label="actual")
+        _band(ax, part, cand, "tab:blue")
+        ax.set(title=f"Backtest fold {fold}")
+    out["Backtest folds"] = _figure_png(fig)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for name in (cand, base):
+        part = fd.step_errors.filter(pl.col("model") == name)
+        ax.plot(part["step"].to_list(), part["abs_error"].to_list(), label=name)
+    ax.set(title="Mean absolute error by horizon step (folds + holdout)", xlabel="step")
+    ax.legend(fontsize=8)
+    out["Error by horizon step"] = _figure_png(fig)
+    return out
+
+
 def _importance_plot(importance: pl.DataFrame) -> str:
     import matplotlib.pyplot as plt
 
@@ -139,16 +185,22 @@ def markdown_table(frame: pl.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _interval_kind(ev: Evaluation) -> str:
+    if ev.forecast is not None:
+        return "intervals of mean per-step loss with Newey-West variance (autocorrelated errors)"
+    return "percentile bootstrap intervals (rows resampled)"
+
+
 def render_html(ev: Evaluation, decision: GateDecision, lineage: Lineage) -> str:
     """The whole report as one HTML document with no external references."""
     sections = [
         f"<h1>Evaluation report: {html.escape(ev.spec_name)}</h1>",
         f"<p><b>Decision:</b> {'PROMOTE' if decision.promote else 'NOT PROMOTED'}</p>",
         f"<p>Primary metric <b>{ev.primary}</b> on {ev.test_rows} test rows. Intervals are "
-        f"{ev.confidence:.0%} percentile bootstrap intervals (rows resampled).</p>",
+        f"{ev.confidence:.0%} {_interval_kind(ev)}.</p>",
         "<h2>Metrics on the test split</h2>",
         _table_html(ev.summary_table()),
-        "<h2>Candidate vs best baseline (paired bootstrap)</h2>",
+        "<h2>Candidate vs best baseline (paired test)</h2>",
         f"<p>Improvement in {ev.primary} over '{ev.best_baseline}': {ev.vs_baseline.fmt()}"
         " (positive = candidate better)</p>",
     ]
@@ -165,7 +217,13 @@ def render_html(ev: Evaluation, decision: GateDecision, lineage: Lineage) -> str
             )
         ),
     ]
-    sections += ["<h2>Per class / per segment</h2>", _table_html(ev.per_group)]
+    if ev.forecast is not None:
+        dm = ev.forecast.dm
+        sections.append(
+            f"<p>Diebold-Mariano test on holdout {ev.primary} losses (Newey-West variance): "
+            f"statistic {dm.statistic:.3f}, p-value {dm.p_value:.4g}.</p>"
+        )
+    sections += ["<h2>Per class / segment / backtest fold</h2>", _table_html(ev.per_group)]
     if ev.residuals:
         sections += ["<h2>Residuals</h2>", _table_html(pl.DataFrame([ev.residuals]))]
     if ev.calibration is not None:
@@ -207,7 +265,7 @@ def model_card(ev: Evaluation, decision: GateDecision, lineage: Lineage, descrip
 - training data fingerprint {lineage.data_fingerprint}; test fingerprint {lineage.test_fingerprint}
 - split: {lineage.split_strategy}; rows: {rows}
 
-## Metrics on the test split ({ev.confidence:.0%} bootstrap CI)
+## Metrics on the test split ({ev.confidence:.0%} CI: {_interval_kind(ev)})
 {metrics}
 - best baseline '{ev.best_baseline}' {ev.primary}: {base.fmt()}
 - paired improvement over it: {ev.vs_baseline.fmt()}
@@ -217,8 +275,8 @@ def model_card(ev: Evaluation, decision: GateDecision, lineage: Lineage, descrip
 {reasons}
 
 ## Limitations
-- Evaluated on one held-out split of {ev.test_rows} rows; intervals reflect row sampling only,
-  not shifts in population or time.
+- Evaluated on one held-out split of {ev.test_rows} rows; intervals reflect sampling
+  variation only, not shifts in population or time.
 - Trained on data with fingerprint {lineage.data_fingerprint}; data outside the learned contract
   (ranges, categories) is rejected by validation, and scores for it are not supported.
 """

@@ -165,6 +165,16 @@ class ForecastConfig(_Strict):
     max_gap_fraction: float = Field(0.1, ge=0.0, le=1.0)
     exogenous: list[str] = Field(default_factory=list)
 
+    @field_validator("frequency")
+    @classmethod
+    def _one_unit(cls, value: str) -> str:
+        if not re.fullmatch(r"\d+(ns|us|ms|s|m|h|d|w|mo|q|y)?", value):
+            raise ValueError(
+                f"'{value}' is not a frequency: use a count and one polars unit, e.g. 1d, 1w, "
+                "1mo, 1q, 1y, 6h (or a plain integer step for integer time columns)"
+            )
+        return value
+
 
 class ColumnContract(_Strict):
     type: Literal["numeric", "string", "bool", "datetime"] | None = None

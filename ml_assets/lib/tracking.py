@@ -194,3 +194,4 @@ class Trained:
     logged: LoggedModel
     validation: dict[str, float]
     data_fingerprint: str
+    backtest: pl.DataFrame | None = None  # forecasting: per-fold forecasts behind `validation`

@@ -21,7 +21,7 @@ MINIMAL = {"name": "toy", "task": "classification", "target": "y"}
 
 def test_builtin_specs_are_discovered_and_valid() -> None:
     specs = {s.name: s for s in discover_specs()}
-    assert sorted(specs) == ["affairs", "doctor_visits"]
+    assert sorted(specs) == ["affairs", "co2", "doctor_visits"]
     affairs, visits = specs["affairs"], specs["doctor_visits"]
     assert affairs.task == "classification"
     assert affairs.source.statsmodels == "fair"
@@ -263,7 +263,7 @@ def test_discover_specs_adds_extra_directory(write_spec, tmp_path: Path) -> None
     extra = tmp_path / "extra"
     write_spec({**MINIMAL, "name": "my_use_case"}, filename="mine.yaml", directory=extra)
     names = [s.name for s in discover_specs(str(extra))]
-    assert names == ["affairs", "doctor_visits", "my_use_case"]
+    assert names == ["affairs", "co2", "doctor_visits", "my_use_case"]
 
 
 def test_duplicate_name_across_builtin_and_extra_dir_raises(write_spec, tmp_path: Path) -> None:
