@@ -3,6 +3,7 @@ lag features and the check that a feature builder never looks past its forecast 
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -66,6 +67,8 @@ class TimeIndexReport:
                 f"{self.off_grid_examples}); the most common spacing in the data is "
                 f"{self.common_step}: fix 'forecast.frequency' or the data"
             )
+        if self.off_grid:
+            return out  # gaps are meaningless against the wrong grid
         if self.gap_fraction > cfg.max_gap_fraction:
             out.append(
                 f"{self.missing_steps} missing timestamps and {self.target_nulls} null "
@@ -80,6 +83,17 @@ class TimeIndexReport:
         return out
 
 
+def _duration(step: object) -> str:
+    """A spacing written the way 'forecast.frequency' takes it (7d, 6h, 30m; or an integer)."""
+    if not isinstance(step, dt.timedelta):
+        return str(step)
+    seconds = int(step.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
 def inspect_time_index(spec: MLSpec, frame: pl.DataFrame) -> TimeIndexReport:
     col = spec.time_column
     assert col is not None
@@ -87,7 +101,7 @@ def inspect_time_index(spec: MLSpec, frame: pl.DataFrame) -> TimeIndexReport:
     counts = frame.group_by(col).len().filter(pl.col("len") > 1)
     valid = times.drop_nulls()
     diffs = valid.sort().diff().drop_nulls()
-    common = str(diffs.mode().sort()[0]) if len(diffs) else "n/a"
+    common = _duration(diffs.mode().sort()[0]) if len(diffs) else "n/a"
     expected = grid(spec, valid.min(), valid.max(), times.dtype) if len(valid) else pl.Series([])
     on_grid = valid.is_in(expected.implode()) if len(valid) else valid.cast(pl.Boolean)
     off = valid.filter(~on_grid)
