@@ -23,11 +23,17 @@ from ml_assets.lib import timeseries as ts_lib
 from ml_assets.lib import validation as val_lib
 from ml_assets.lib.metrics import get_metric
 from ml_assets.lib.spec import MLSpec
-from ml_assets.lib.tracking import Tracker, Trained, code_version, git_commit
+from ml_assets.lib.tracking import (
+    ChampionLoadError,
+    Tracker,
+    Trained,
+    code_version,
+    git_commit,
+)
 
 TRAIN_AND_VALIDATION = {SPLITS_METADATA_KEY: ["train", "validation"]}
-TEST_ONLY = {SPLITS_METADATA_KEY: ["test"]}
-# A forecasting report also needs the history before the holdout (MASE scale, plots).
+# The report reads every split: test rows to score, the others to check that the models were
+# trained on exactly these splits (and, for forecasting, for the MASE scale and plots).
 ALL_SPLITS = {SPLITS_METADATA_KEY: ["train", "validation", "test"]}
 
 
@@ -209,6 +215,7 @@ def _split_checks(spec: MLSpec, frame: pl.DataFrame) -> list[split_lib.SplitChec
     if spec.task != "forecasting":
         return [
             split_lib.check_disjoint(frame),
+            split_lib.check_groups_disjoint(spec, frame),
             split_lib.check_proportions(spec, frame),
             split_lib.check_time_order(spec, frame),
         ]
@@ -221,7 +228,12 @@ def _split_checks(spec: MLSpec, frame: pl.DataFrame) -> list[split_lib.SplitChec
 
 
 def _splits(spec: MLSpec) -> dg.AssetsDefinition:
-    checks = ["splits_disjoint", "splits_proportions", "splits_time_order"]
+    checks = [
+        "splits_disjoint",
+        "splits_groups_disjoint",
+        "splits_proportions",
+        "splits_time_order",
+    ]
     if spec.task == "forecasting":
         checks = ["splits_disjoint", "splits_time_order", "backtest_before_origin"]
 
@@ -281,8 +293,8 @@ def _log_trained(
     mlflow: MlflowResource,
     model: model_lib.Model,
     prepared: model_lib.TrainingData,
+    fingerprint: str,
 ) -> Trained:
-    fingerprint = data_lib.fingerprint(pl.concat([prepared.train, prepared.validation]))
     val = model_lib.validation_metrics(model, prepared, spec.all_metrics)
     logged = mlflow.tracker().log_model(
         spec.name, model, prepared.train, val, _lineage_tags(spec, context, fingerprint)
@@ -304,7 +316,9 @@ def _train_tabular(
     else:
         metric = get_metric(spec.primary_metric)
         model = model_lib.train_lightgbm(prepared, spec.candidates.config("lightgbm"), metric)
-    return _log_trained(spec, context, mlflow, model, prepared)
+    return _log_trained(
+        spec, context, mlflow, model, prepared, split_lib.training_fingerprint(splits)
+    )
 
 
 def _history(spec: MLSpec, splits: pl.DataFrame, split: str = "train") -> pl.DataFrame:
@@ -323,7 +337,7 @@ def _train_forecasters(
     """Rolling-origin backtest of each model, then a fit on every row before the holdout."""
     series = _history(spec, splits)
     folds = ts_lib.backtest_folds(spec, series.height)
-    fingerprint = data_lib.fingerprint(series)
+    fingerprint = split_lib.training_fingerprint(splits)
     out = []
     for model in models:
         backtest = fc_lib.backtest(model, series, folds)
@@ -366,8 +380,9 @@ def _baselines(spec: MLSpec) -> dg.AssetsDefinition:
             trained = _train_forecasters(spec, context, mlflow, splits, fc_lib.baselines(spec))
         else:
             prepared = _prepare(spec, splits)
+            fingerprint = split_lib.training_fingerprint(splits)
             trained = [
-                _log_trained(spec, context, mlflow, m, prepared)
+                _log_trained(spec, context, mlflow, m, prepared, fingerprint)
                 for m in model_lib.train_baselines(prepared)
             ]
         table = pl.DataFrame([{"baseline": t.model.name, **t.validation} for t in trained])
@@ -420,16 +435,35 @@ def _champion_for_comparison(
     spec: MLSpec, tracker: Tracker, test: pl.DataFrame, context: dg.AssetExecutionContext
 ) -> tuple[model_lib.Model | None, str | None, tuple[gate_lib.Criterion, ...]]:
     """The current champion, if any, checked to score this test data."""
-    ref = tracker.load_champion(spec.name)
+    try:
+        ref = tracker.load_champion(spec.name)
+    except ChampionLoadError as exc:
+        context.log.error(str(exc))
+        return None, exc.version, (gate_lib.champion_not_comparable(exc.version, exc.reason),)
     if ref is None:
         return None, None, ()
     model = dataclasses.replace(ref.model, name=f"champion_v{ref.version}")
     try:
-        model.predict(test.head(5))
+        model.predict(test)
     except (pl.exceptions.PolarsError, KeyError, ValueError) as exc:
         context.log.error(f"current champion v{ref.version} cannot score this data: {exc}")
         return None, ref.version, (gate_lib.champion_not_comparable(ref.version, str(exc)[:300]),)
     return model, ref.version, ()
+
+
+class StaleModelError(RuntimeError):
+    """Models trained on other splits than the ones being evaluated."""
+
+
+def _refuse_stale_models(spec: MLSpec, splits: pl.DataFrame, trained: list[Trained]) -> None:
+    current = split_lib.training_fingerprint(splits)
+    stale = [t.model.name for t in trained if t.data_fingerprint != current]
+    if stale:
+        raise StaleModelError(
+            f"spec '{spec.name}': models {stale} were trained on data with another fingerprint "
+            f"than the current splits ({current}); evaluating them could score them on rows "
+            f"they learned from. Re-materialize the whole group: run job train_{spec.name}"
+        )
 
 
 def _evaluate_forecast(
@@ -443,8 +477,14 @@ def _evaluate_forecast(
 ) -> tuple[eval_lib.Evaluation, str | None, tuple[gate_lib.Criterion, ...]]:
     """Holdout evaluation; the current champion is refit on the same history to compare."""
     history, holdout = _history(spec, splits), _history(spec, splits, "test")
-    ref = tracker.load_champion(spec.name)
     champion, extra = None, ()
+    try:
+        ref = tracker.load_champion(spec.name)
+        compared = ref.version if ref else None
+    except ChampionLoadError as exc:
+        ref, compared = None, exc.version
+        extra = (gate_lib.champion_not_comparable(exc.version, exc.reason),)
+        context.log.error(str(exc))
     if ref is not None:
         try:
             assert isinstance(ref.model, fc_lib.Forecaster)
@@ -461,7 +501,7 @@ def _evaluate_forecast(
         best_base,
         champion,
     )
-    return ev, (ref.version if ref else None), extra
+    return ev, compared, extra
 
 
 def _time_index(spec: MLSpec) -> dg.AssetChecksDefinition:
@@ -555,9 +595,7 @@ def _forecast(spec: MLSpec) -> dg.AssetsDefinition:
 def _evaluation_report(spec: MLSpec) -> dg.AssetsDefinition:
     families = spec.families
     ins = {
-        "splits": dg.AssetIn(
-            _key(spec, "splits"), metadata=ALL_SPLITS if spec.task == "forecasting" else TEST_ONLY
-        ),
+        "splits": dg.AssetIn(_key(spec, "splits"), metadata=ALL_SPLITS),
         "baselines": dg.AssetIn(_key(spec, "baselines")),
         **{f"candidate_{f}": dg.AssetIn(_key(spec, f"candidate_{f}")) for f in families},
     }
@@ -576,11 +614,13 @@ def _evaluation_report(spec: MLSpec) -> dg.AssetsDefinition:
         artifacts: ArtifactStore,
         **inputs: Any,
     ) -> dg.Output[gate_lib.EvaluationOutcome]:
-        test: pl.DataFrame = inputs["splits"]
+        splits: pl.DataFrame = inputs["splits"]
         baselines: list[Trained] = inputs["baselines"]
         candidates = {
             inputs[f"candidate_{f}"].model.name: inputs[f"candidate_{f}"] for f in families
         }
+        _refuse_stale_models(spec, splits, [*baselines, *candidates.values()])
+        test = splits.filter(pl.col(data_lib.SPLIT) == "test")
         primary = spec.primary_metric
         order = spec.all_metrics
         selected = candidates[
@@ -590,9 +630,8 @@ def _evaluation_report(spec: MLSpec) -> dg.AssetsDefinition:
         tracker = mlflow.tracker()
         if spec.task == "forecasting":
             ev, champion_version, extra = _evaluate_forecast(
-                spec, tracker, test, selected, baselines, best_base, context
+                spec, tracker, splits, selected, baselines, best_base, context
             )
-            test = _history(spec, test, "test")
         else:
             champion, champion_version, extra = _champion_for_comparison(
                 spec, tracker, test, context

@@ -126,8 +126,9 @@ def evaluate(
     cfg, seed = spec.evaluation, spec.split.seed
 
     def paired(other: Scored) -> Estimate:
+        new, ref = _pick(primary.kind, cand), _pick(primary.kind, other)
         return paired_bootstrap_improvement(
-            primary, y, cand.scores, other.scores, cfg.bootstrap_samples, cfg.confidence, seed
+            primary, y, new, ref, cfg.bootstrap_samples, cfg.confidence, seed
         )
 
     champ = _score_model(spec, champion, "champion", test, y) if champion else None

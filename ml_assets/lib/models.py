@@ -230,8 +230,25 @@ def lightgbm_objective(data: TrainingData, cfg: LightGBMCandidate) -> str:
     return "poisson" if data.is_count else "regression"
 
 
+INTEGER_PARAMS = frozenset(
+    {
+        "num_leaves",
+        "min_data_in_leaf",
+        "max_depth",
+        "bagging_freq",
+        "max_bin",
+        "max_cat_threshold",
+        "min_child_samples",
+        "num_iterations",
+        "min_data_per_group",
+        "cat_smooth",
+    }
+)
+
+
 def _suggest(trial: Any, name: str, low: float, high: float) -> float | int:
-    if float(low).is_integer() and float(high).is_integer() and name != "lambda_l2":
+    """Integer range for LightGBM's integer parameters, float (log scale if wide) otherwise."""
+    if name in INTEGER_PARAMS:
         return int(trial.suggest_int(name, int(low), int(high)))
     log_scale = low > 0 and high / low >= 100
     return float(trial.suggest_float(name, low, high, log=log_scale))
@@ -308,7 +325,10 @@ def _trimmed(booster: Any) -> Any:
 
 def _validation_score(metric: Metric, data: TrainingData, scores: np.ndarray) -> float:
     """The primary metric on validation, signed so that larger is always better."""
-    y = scores if metric.kind != "label" else (scores >= 0.5).astype(np.int8)
+    if metric.kind == "label":  # same rule as the final model: threshold chosen on validation
+        threshold = choose_threshold(data.y_validation, scores)
+        scores = (scores >= threshold).astype(np.int8)
+    y = scores
     value = score(metric, data.y_validation, y)
     return value if metric.greater_is_better else -value
 

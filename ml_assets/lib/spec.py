@@ -49,6 +49,11 @@ class SplitConfig(_Strict):
     validation_fraction: float = Field(0.2, gt=0.0, lt=0.5)
     test_fraction: float = Field(0.2, gt=0.0, lt=0.5)
     seed: int = 42
+    group_columns: list[str] = Field(
+        default_factory=list,
+        description="rows with equal values in these columns go to the same split (e.g. a "
+        "customer id), so no entity is both learned from and tested on",
+    )
     gap: float | str | None = Field(
         None,
         description="temporal only: time left out before validation and test "
@@ -313,6 +318,14 @@ def _check_consistency(spec: MLSpec) -> MLSpec:
         raise ValueError("validation_fraction + test_fraction must leave at least 20% for training")
     if spec.target in spec.drop:
         raise ValueError(f"target '{spec.target}' is also listed in 'drop'")
+    dropped = sorted(set(spec.evaluation.segment_columns) & set(spec.drop))
+    if dropped:
+        raise ValueError(
+            f"evaluation.segment_columns {dropped} are listed in 'drop'; segments must be columns "
+            "that reach the test split"
+        )
+    if spec.split.group_columns and spec.split_strategy != "random":
+        raise ValueError("split.group_columns needs split strategy 'random'")
     return spec
 
 

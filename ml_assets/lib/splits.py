@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from ml_assets.lib.data import ROW_ID, SPLIT, DataError, positive_class
+from ml_assets.lib.data import ROW_ID, SPLIT, DataError, fingerprint, positive_class
 from ml_assets.lib.spec import MLSpec
 
 SPLIT_NAMES = ("train", "validation", "test")
@@ -25,9 +25,26 @@ def assign_splits(spec: MLSpec, features: pl.DataFrame) -> pl.DataFrame:
         for cls in np.unique(target):
             idx = np.flatnonzero(target == cls)
             labels[idx] = _shuffled_labels(len(idx), spec, rng)
+    elif spec.split.group_columns:
+        return _grouped(spec, features, rng)
     else:
         labels[:] = _shuffled_labels(features.height, spec, rng)
     return features.with_columns(pl.Series(SPLIT, labels.astype(str)))
+
+
+def _grouped(spec: MLSpec, features: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
+    """Random split of whole groups, filled in shuffled order up to the configured fractions."""
+    keys = spec.split.group_columns
+    groups = features.group_by(keys, maintain_order=True).len().sort(keys, nulls_last=True)
+    order = rng.permutation(groups.height)
+    cumulative = np.cumsum(groups["len"].to_numpy()[order]) / features.height
+    test_cut = spec.split.test_fraction
+    val_cut = test_cut + spec.split.validation_fraction
+    label = np.where(
+        cumulative <= test_cut, "test", np.where(cumulative <= val_cut, "validation", "train")
+    )
+    assigned = groups.select(keys)[order].with_columns(pl.Series(SPLIT, label))
+    return features.join(assigned, on=keys, how="left", nulls_equal=True, maintain_order="left")
 
 
 def _shuffled_labels(n: int, spec: MLSpec, rng: np.random.Generator) -> np.ndarray:
@@ -74,6 +91,16 @@ def _minus(value: object, gap: float | str | None) -> pl.Expr:
     return lit - gap
 
 
+def training_fingerprint(splits: pl.DataFrame) -> str:
+    """Fingerprint of the train and validation rows (in row-id order): what models learn from.
+
+    Models carry it; the evaluation refuses models whose fingerprint differs from the current
+    splits, so a partial re-run can never score an old model on rows it was trained on.
+    """
+    rows = splits.filter(pl.col(SPLIT).is_in(["train", "validation"])).sort(ROW_ID)
+    return fingerprint(rows)
+
+
 @dataclass(frozen=True)
 class SplitCheck:
     name: str
@@ -98,6 +125,23 @@ def check_disjoint(splits: pl.DataFrame) -> SplitCheck:
     )
 
 
+def check_groups_disjoint(spec: MLSpec, splits: pl.DataFrame) -> SplitCheck:
+    """With group_columns: no group (entity) appears in two splits."""
+    keys = spec.split.group_columns
+    if not keys:
+        return SplitCheck("splits_groups_disjoint", True, "no group columns declared", {})
+    spread = splits.group_by(keys).agg(pl.col(SPLIT).n_unique().alias("n"))
+    shared = int((spread["n"] > 1).sum())
+    detail = (
+        f"{shared} groups of {keys} appear in more than one split"
+        if shared
+        else (f"all {spread.height} groups of {keys} sit in a single split")
+    )
+    return SplitCheck(
+        "splits_groups_disjoint", shared == 0, detail, {"groups_in_two_splits": shared}
+    )
+
+
 def check_proportions(spec: MLSpec, splits: pl.DataFrame, tolerance: float = 0.02) -> SplitCheck:
     """Split sizes as configured and, when stratified, class shares kept in every split."""
     n = splits.height
@@ -109,6 +153,8 @@ def check_proportions(spec: MLSpec, splits: pl.DataFrame, tolerance: float = 0.0
     actual = {s: splits.filter(pl.col(SPLIT) == s).height / max(n, 1) for s in SPLIT_NAMES}
     # A temporal gap removes rows, so its fractions are looser by the share of rows it drops.
     slack = tolerance + (0.0 if spec.split.gap in (None, 0) else 0.1)
+    if spec.split.group_columns:  # whole groups move together, so sizes are approximate
+        slack += 0.03
     problems = [
         f"{s}: {actual[s]:.3f} vs configured {wanted[s]:.3f}"
         for s in SPLIT_NAMES

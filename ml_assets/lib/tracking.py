@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import mlflow
 import polars as pl
+from filelock import FileLock
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
@@ -67,6 +69,12 @@ class LoggedModel:
     experiment_id: str
 
 
+class ChampionLoadError(RuntimeError):
+    def __init__(self, version: str, reason: str) -> None:
+        super().__init__(f"champion v{version} cannot be loaded: {reason}")
+        self.version, self.reason = version, reason
+
+
 @dataclass(frozen=True)
 class ChampionRef:
     version: str
@@ -89,16 +97,20 @@ class Tracker:
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.tracking_uri)
 
+    def _first_touch_lock(self) -> contextlib.AbstractContextManager[object]:
+        """Steps in parallel processes must not create a fresh SQLite store's schema at once."""
+        if self.tracking_uri.startswith("sqlite:///"):
+            return FileLock(self.tracking_uri.removeprefix("sqlite:///") + ".lock")
+        return contextlib.nullcontext()
+
     def experiment_id(self, name: str) -> str:
         self._activate()
-        exp = self.client.get_experiment_by_name(name)
-        if exp is not None:
-            return exp.experiment_id
-        location = f"{self.artifact_root.rstrip('/')}/{name}" if self.artifact_root else None
-        try:
+        with self._first_touch_lock():
+            exp = self.client.get_experiment_by_name(name)
+            if exp is not None:
+                return exp.experiment_id
+            location = f"{self.artifact_root.rstrip('/')}/{name}" if self.artifact_root else None
             return self.client.create_experiment(name, artifact_location=location)
-        except MlflowException:  # created concurrently by another step
-            return self.client.get_experiment_by_name(name).experiment_id
 
     def log_model(
         self,
@@ -159,13 +171,20 @@ class Tracker:
         return str(mv.version), str(mv.run_id)
 
     def load_champion(self, name: str) -> ChampionRef | None:
-        """The model behind ``models:/<name>@champion``, loaded through the registry."""
+        """The model behind ``models:/<name>@champion``, loaded through the registry.
+
+        Raises ChampionLoadError when a champion exists but cannot be loaded (e.g. it was
+        pickled by code that no longer matches), so callers can block promotion with a reason.
+        """
         ref = self.champion_version(name)
         if ref is None:
             return None
         self._activate()
-        pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION_ALIAS}")
-        model = pyfunc.unwrap_python_model().model
+        try:
+            pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION_ALIAS}")
+            model = pyfunc.unwrap_python_model().model
+        except (MlflowException, AttributeError, ImportError, TypeError, ValueError) as exc:
+            raise ChampionLoadError(ref[0], f"{type(exc).__name__}: {exc}") from exc
         return ChampionRef(ref[0], ref[1], model)
 
     def run_url(self, ui_url: str, experiment_id: str, run_id: str) -> str:

@@ -172,6 +172,10 @@ def build_expectations(
         gxe.ExpectColumnToExist(column=spec.target),
         gxe.ExpectColumnValuesToNotBeNull(column=spec.target),
     ]
+    if spec.task != "classification":
+        exps.append(
+            gxe.ExpectColumnValuesToBeInTypeList(column=spec.target, type_list=_GX_TYPES["numeric"])
+        )
     if spec.task == "classification":
         exps.append(
             gxe.ExpectColumnUniqueValueCountToBeBetween(

@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 
 from ml_assets.definitions import build_definitions
-from ml_assets.defs.pipeline import TEST_ONLY, TRAIN_AND_VALIDATION
+from ml_assets.defs.pipeline import ALL_SPLITS, TRAIN_AND_VALIDATION
 from ml_assets.lib.spec import SpecError
 
 STAGES = [
@@ -77,10 +77,11 @@ def test_only_the_evaluation_report_reads_the_test_split(defs: dg.Definitions) -
     assert readers["affairs/baselines"] == TRAIN_AND_VALIDATION
     assert readers["affairs/candidate_lightgbm"] == TRAIN_AND_VALIDATION
     assert readers["affairs/candidate_glm"] == TRAIN_AND_VALIDATION
-    assert readers["affairs/evaluation_report"] == TEST_ONLY
+    assert readers["affairs/evaluation_report"] == ALL_SPLITS
     test_readers = [k for k, meta in readers.items() if "test" in meta.get("splits", ["test"])]
-    # Forecasting: the report needs the history for MASE and plots; `forecast` refits the
-    # promoted champion on every row after evaluation, by design.
+    # The report also reads train/validation rows, to refuse models trained on other splits
+    # (and for forecasting's MASE scale); `forecast` refits the promoted champion on every row
+    # after evaluation, by design. No training asset reads test rows.
     assert sorted(test_readers) == [
         "affairs/evaluation_report",
         "co2/evaluation_report",

@@ -49,3 +49,31 @@ def test_noise_candidate_fails_the_gate_and_gets_no_alias(home: Path, tmp_path: 
     assert version.tags["promoted"] == "False"
     lines = spec_summary(load_spec(tmp_path / "noise.yaml"), Tracker(client.tracking_uri))
     assert "NOT PROMOTED" in lines[0] and "there is no champion" in lines[0]
+
+
+def test_models_from_other_splits_are_refused(home: Path, tmp_path: Path) -> None:
+    """A partial re-run with new splits must not score old models on rows they learned from."""
+    rng = np.random.default_rng(3)
+    rows = 600
+    x = rng.normal(size=rows)
+    pl.DataFrame(
+        {"a": x, "b": rng.normal(size=rows), "label": (x + rng.normal(size=rows) > 0).astype(int)}
+    ).write_csv(tmp_path / "noise.csv")
+    (tmp_path / "noise.yaml").write_text(NOISE_SPEC)
+    instance = dg.DagsterInstance.ephemeral()
+    assert run_job(build_definitions(str(tmp_path)), "train_noise", instance).success
+    champion = mlflow_client().get_model_version_by_alias("noise", "champion").version
+
+    (tmp_path / "noise.yaml").write_text(NOISE_SPEC + "split: {seed: 7}\n")
+    defs = build_definitions(str(tmp_path))
+    partial = [
+        dg.AssetKey(["noise", s])
+        for s in ("raw_data", "features", "splits", "evaluation_report", "champion_model")
+    ]
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection=set(partial))
+    result = job.execute_in_process(instance=instance, raise_on_error=False)
+    assert not result.success
+    failures = [e for e in result.all_events if e.is_step_failure]
+    message = str(failures[0].event_specific_data.error.cause.message)
+    assert "another fingerprint" in message and "train_noise" in message
+    assert mlflow_client().get_model_version_by_alias("noise", "champion").version == champion
