@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from mlflow import MlflowClient
 
-from ml_assets.defs.resources import default_tracking_uri
+from ml_assets.defs.resources import default_data_dir, default_tracking_uri
 from ml_assets.lib.spec import MLSpec, discover_specs
 from ml_assets.lib.tracking import CHAMPION_ALIAS, Tracker
 
@@ -34,7 +35,7 @@ def spec_summary(spec: MLSpec, tracker: Tracker) -> list[str]:
             f"{spec.name}: v{latest.version} ({tags.get('model_name')}) NOT PROMOTED, "
             f"{stays}. Why: {tags.get('gate_reasons', 'gate not applied')}"
         )
-    return [
+    lines = [
         head,
         f"  test {p}: {m.get(f'test_{p}', float('nan')):.4f} "
         f"{spec.evaluation.confidence:.0%} CI "
@@ -46,6 +47,10 @@ def spec_summary(spec: MLSpec, tracker: Tracker) -> list[str]:
         f"  registry: models:/{spec.name}@{CHAMPION_ALIAS}; data {tags.get('data_fingerprint')}, "
         f"code {tags.get('code_version')}",
     ]
+    forecast = Path(default_data_dir()) / spec.name / "forecast.parquet"
+    if spec.task == "forecasting" and forecast.exists():
+        lines.append(f"  next {spec.forecast.horizon if spec.forecast else ''} periods: {forecast}")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
