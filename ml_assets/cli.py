@@ -44,8 +44,8 @@ def spec_summary(spec: MLSpec, tracker: Tracker) -> list[str]:
         f"  best baseline ({tags.get('best_baseline')}) test {p}: "
         f"{m.get(f'baseline_test_{p}', float('nan')):.4f}",
         f"  report: {tags.get('report_path')}",
-        f"  registry: models:/{spec.name}@{CHAMPION_ALIAS}; data {tags.get('data_fingerprint')}, "
-        f"code {tags.get('code_version')}",
+        f"  registry: {f'models:/{spec.name}@{CHAMPION_ALIAS}' if champion else 'no champion'}; "
+        f"data {tags.get('data_fingerprint')}, code {tags.get('code_version')}",
     ]
     forecast = Path(default_data_dir()) / spec.name / "forecast.parquet"
     if spec.task == "forecasting" and forecast.exists():
