@@ -57,11 +57,11 @@ class ArtifactStore(dg.ConfigurableResource):
 
     base_dir: str
 
-    def contract_path(self, spec_name: str) -> Path:
-        return Path(self.base_dir) / spec_name / "data_contract.json"
+    def contract_path(self, spec_name: str) -> UPath:
+        return UPath(self.base_dir) / spec_name / "data_contract.json"
 
-    def report_path(self, spec_name: str, run_id: str) -> Path:
-        return Path(self.base_dir) / spec_name / "reports" / f"evaluation_report_{run_id}.html"
+    def report_path(self, spec_name: str, run_id: str) -> UPath:
+        return UPath(self.base_dir) / spec_name / "reports" / f"evaluation_report_{run_id}.html"
 
 
 class PolarsParquetIOManager(dg.ConfigurableIOManager):
@@ -99,9 +99,7 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
         parquet = self._path(key, ".parquet")
         if parquet.exists():
             wanted = (context.definition_metadata or {}).get(SPLITS_METADATA_KEY)
-            scan = pl.scan_parquet(str(parquet))
-            # The filter is pushed into the parquet scan: rows of other splits are never read.
-            return (scan.filter(pl.col(SPLIT).is_in(wanted)) if wanted else scan).collect()
+            return _read_parquet(parquet, wanted)
         pkl = self._path(key, ".pkl")
         if not pkl.exists():
             raise FileNotFoundError(
@@ -110,3 +108,14 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
             )
         with pkl.open("rb") as fh:
             return pickle.load(fh)
+
+
+def _read_parquet(path: UPath, splits: list[str] | None) -> pl.DataFrame:
+    """Read a stored frame, keeping only the listed splits when asked."""
+    if path.protocol in ("", "file", "local"):
+        scan = pl.scan_parquet(str(path))
+        # The filter is pushed into the parquet scan: rows of other splits are never read.
+        return (scan.filter(pl.col(SPLIT).is_in(splits)) if splits else scan).collect()
+    with path.open("rb") as fh:  # any fsspec filesystem (s3, gcs, memory, ...)
+        frame = pl.read_parquet(fh)
+    return frame.filter(pl.col(SPLIT).is_in(splits)) if splits else frame
