@@ -1,0 +1,93 @@
+"""Drift statistics between a reference sample and a new one: PSI per feature, a KS test
+(numeric) or chi-squared test (categorical), missing-rate change, prediction drift."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+from scipy import stats
+
+EPS = 1e-4
+
+
+def psi_numeric(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
+    """Population stability index over quantile bins of the reference (nulls excluded)."""
+    ref, cur = reference[~np.isnan(reference)], current[~np.isnan(current)]
+    if len(ref) == 0 or len(cur) == 0:
+        return float("nan")
+    edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)))
+    edges[0], edges[-1] = -np.inf, np.inf
+    p = np.histogram(ref, edges)[0] / len(ref)
+    q = np.histogram(cur, edges)[0] / len(cur)
+    return _psi(p, q)
+
+
+def psi_categorical(reference: pl.Series, current: pl.Series) -> float:
+    levels = sorted(
+        set(reference.drop_nulls().to_list()) | set(current.drop_nulls().to_list()), key=str
+    )
+    p = np.array([(reference == v).sum() for v in levels], dtype=float) / max(
+        reference.drop_nulls().len(), 1
+    )
+    q = np.array([(current == v).sum() for v in levels], dtype=float) / max(
+        current.drop_nulls().len(), 1
+    )
+    return _psi(p, q)
+
+
+def _psi(p: np.ndarray, q: np.ndarray) -> float:
+    p, q = np.clip(p, EPS, None), np.clip(q, EPS, None)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def drift_test(reference: pl.Series, current: pl.Series, categorical: bool) -> tuple[str, float]:
+    """(test name, p-value): chi-squared on category counts, else two-sample KS."""
+    if categorical:
+        levels = sorted(
+            set(reference.drop_nulls().to_list()) | set(current.drop_nulls().to_list()), key=str
+        )
+        table = np.array([[(s == v).sum() for v in levels] for s in (reference, current)])
+        table = table[:, table.sum(axis=0) > 0]
+        if table.shape[1] < 2:
+            return "chi2", 1.0
+        return "chi2", float(stats.chi2_contingency(table)[1])
+    ref = reference.drop_nulls().cast(pl.Float64).to_numpy()
+    cur = current.drop_nulls().cast(pl.Float64).to_numpy()
+    return "ks", float(stats.ks_2samp(ref, cur).pvalue)
+
+
+def feature_drift(
+    reference: pl.DataFrame,
+    current: pl.DataFrame,
+    features: list[str],
+    categorical: list[str],
+    psi_threshold: float = 0.2,
+    p_threshold: float = 0.01,
+) -> pl.DataFrame:
+    """One row per feature, ranked by PSI: the tests, missing rates and a drifted flag."""
+    rows = []
+    for name in features:
+        is_cat = name in categorical
+        ref, cur = reference[name], current[name]
+        psi = (
+            psi_categorical(ref, cur)
+            if is_cat
+            else psi_numeric(ref.cast(pl.Float64).to_numpy(), cur.cast(pl.Float64).to_numpy())
+        )
+        test, p_value = drift_test(ref, cur, is_cat)
+        rows.append(
+            {
+                "feature": name,
+                "kind": "categorical" if is_cat else "numeric",
+                "psi": psi,
+                "test": test,
+                "p_value": p_value,
+                "reference_missing": ref.null_count() / max(len(ref), 1),
+                "current_missing": cur.null_count() / max(len(cur), 1),
+                "drifted": bool(psi > psi_threshold or p_value < p_threshold),
+            }
+        )
+    table = pl.DataFrame(rows)
+    return table.with_columns(
+        (pl.col("current_missing") - pl.col("reference_missing")).alias("missing_change")
+    ).sort("psi", descending=True, nulls_last=True)

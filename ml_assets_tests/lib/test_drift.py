@@ -1,0 +1,53 @@
+"""PSI and drift tests on samples with and without a shift."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from ml_assets.lib.drift import drift_test, feature_drift, psi_categorical, psi_numeric
+
+
+def test_psi_numeric_near_zero_for_same_distribution_and_large_for_a_shift() -> None:
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=5000)
+    assert psi_numeric(ref, rng.normal(size=5000)) < 0.02
+    assert psi_numeric(ref, rng.normal(1.0, 1.0, 5000)) > 0.5
+
+
+def test_psi_ignores_nulls_and_handles_empty() -> None:
+    ref = np.array([1.0, 2.0, np.nan, 3.0, 4.0])
+    assert psi_numeric(ref, ref) == pytest.approx(0.0)
+    assert np.isnan(psi_numeric(ref, np.array([np.nan])))
+
+
+def test_psi_categorical_by_hand() -> None:
+    ref = pl.Series(["a"] * 50 + ["b"] * 50)
+    cur = pl.Series(["a"] * 80 + ["b"] * 20)
+    expected = (0.8 - 0.5) * np.log(0.8 / 0.5) + (0.2 - 0.5) * np.log(0.2 / 0.5)
+    assert psi_categorical(ref, cur) == pytest.approx(expected)
+
+
+def test_drift_tests() -> None:
+    rng = np.random.default_rng(1)
+    same = drift_test(pl.Series(rng.normal(size=800)), pl.Series(rng.normal(size=800)), False)
+    moved = drift_test(pl.Series(rng.normal(size=800)), pl.Series(rng.normal(0.5, 1, 800)), False)
+    assert same[0] == "ks" and same[1] > 0.01 and moved[1] < 1e-6
+    cat = drift_test(
+        pl.Series(["a"] * 300 + ["b"] * 300), pl.Series(["a"] * 450 + ["b"] * 150), True
+    )
+    assert cat[0] == "chi2" and cat[1] < 1e-6
+
+
+def test_feature_drift_ranks_and_flags() -> None:
+    rng = np.random.default_rng(2)
+    ref = pl.DataFrame({"x": rng.normal(size=2000), "c": rng.choice(["u", "v"], 2000)})
+    cur = pl.DataFrame({"x": rng.normal(2, 1, 2000), "c": rng.choice(["u", "v"], 2000)})
+    cur = cur.with_columns(
+        pl.when(pl.int_range(pl.len()) < 200).then(None).otherwise("c").alias("c")
+    )
+    table = feature_drift(ref, cur, ["x", "c"], ["c"])
+    assert table["feature"].to_list() == ["x", "c"]
+    assert table["drifted"].to_list() == [True, False]
+    assert table.filter(pl.col("feature") == "c")["missing_change"][0] == pytest.approx(0.1)
