@@ -255,14 +255,21 @@ def _suggest(trial: Any, name: str, low: float, high: float) -> float | int:
 
 
 def train_lightgbm(data: TrainingData, cfg: LightGBMCandidate, primary: Metric) -> LightGBMModel:
-    """Optuna (TPE, seeded) search on the validation split, early stopping on it too."""
+    """Optuna (TPE, seeded) search scored on the validation split.
+
+    Early stopping watches a separate slice of the training rows (``early_stopping_fraction``),
+    so validation scores are not also the numbers that chose the number of trees.
+    """
     import lightgbm as lgb
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     seed = data.spec.split.seed
     prep = Preprocessor.fit(data.train, data.features, data.categorical)
-    x_train, x_val = prep.codes(data.train), prep.codes(data.validation)
+    x_all, x_val = prep.codes(data.train), prep.codes(data.validation)
+    fit_rows, stop_rows = _early_stopping_split(len(x_all), cfg.early_stopping_fraction, seed)
+    x_train, y_train = x_all[fit_rows], data.y_train[fit_rows]
+    x_stop, y_stop = x_all[stop_rows], data.y_train[stop_rows]
     cat_idx = list(range(len(prep.numeric), len(prep.features)))
     base = {
         "objective": lightgbm_objective(data, cfg),
@@ -277,15 +284,13 @@ def train_lightgbm(data: TrainingData, cfg: LightGBMCandidate, primary: Metric) 
 
     def objective(trial: Any) -> float:
         params = {**base, **{k: _suggest(trial, k, lo, hi) for k, (lo, hi) in cfg.search.items()}}
-        train_set = lgb.Dataset(
-            x_train, data.y_train, categorical_feature=cat_idx, free_raw_data=False
-        )
-        val_set = lgb.Dataset(x_val, data.y_validation, reference=train_set)
+        train_set = lgb.Dataset(x_train, y_train, categorical_feature=cat_idx, free_raw_data=False)
+        stop_set = lgb.Dataset(x_stop, y_stop, reference=train_set)
         booster = lgb.train(
             params,
             train_set,
             cfg.num_boost_round,
-            valid_sets=[val_set],
+            valid_sets=[stop_set],
             callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)],
         )
         value = _validation_score(
@@ -314,6 +319,13 @@ def train_lightgbm(data: TrainingData, cfg: LightGBMCandidate, primary: Metric) 
     if data.spec.task == "classification":
         model.threshold = choose_threshold(data.y_validation, model.predict(data.validation))
     return model
+
+
+def _early_stopping_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (fit, early stopping) of the training rows, shuffled with the spec's seed."""
+    order = np.random.default_rng([seed, 1]).permutation(n)
+    stop = max(1, int(round(n * fraction)))
+    return np.sort(order[stop:]), np.sort(order[:stop])
 
 
 def _trimmed(booster: Any) -> Any:

@@ -86,6 +86,9 @@ class LightGBMCandidate(_Strict):
     budget: int = Field(20, ge=1, le=500, description="hyperparameter search trials")
     num_boost_round: int = Field(1000, ge=1)
     early_stopping_rounds: int = Field(50, ge=1)
+    early_stopping_fraction: float = Field(
+        0.15, gt=0.0, lt=0.5, description="share of training rows held out to stop boosting"
+    )
     objective: Literal["auto", "binary", "regression", "poisson"] = "auto"
     params: dict[str, Any] = Field(default_factory=dict)
     search: dict[str, tuple[float, float]] = Field(
