@@ -567,10 +567,11 @@ def _forecast(spec: MLSpec) -> dg.AssetsDefinition:
             return
         series = splits.drop(data_lib.SPLIT).sort(spec.time_column)
         fitted = ref.model.fit(series)
-        fc = fitted.forecast(spec.forecast.horizon, fitted.future_frame(spec.forecast.horizon))
+        future = fitted.future_frame(spec.forecast.horizon)
+        fc = fitted.forecast(spec.forecast.horizon, future)
         frame = pl.DataFrame(
             {
-                spec.time_column: fitted.future_frame(spec.forecast.horizon)[spec.time_column],
+                spec.time_column: future[spec.time_column],
                 "forecast": fc.mean,
                 "lower": fc.lower if fc.lower is not None else [None] * len(fc.mean),
                 "upper": fc.upper if fc.upper is not None else [None] * len(fc.mean),
