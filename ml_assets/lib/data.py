@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import io
 from pathlib import Path
 
 import numpy as np
@@ -99,12 +100,14 @@ def feature_columns(spec: MLSpec, frame: pl.DataFrame) -> list[str]:
 
 
 def fingerprint(frame: pl.DataFrame) -> str:
-    """A content hash of a frame (schema, row order and values) for lineage tags."""
-    digest = hashlib.sha256(str(frame.schema).encode())
-    if frame.height:
-        hashes = frame.hash_rows(seed=0)
-        digest.update(hashes.to_numpy().tobytes())
-    return digest.hexdigest()[:16]
+    """A content hash of a frame (schema, row order and values) for lineage tags.
+
+    Hashes the Arrow IPC serialisation of the frame, a stable format, rather than polars'
+    row hashes, which may change between polars versions.
+    """
+    buffer = io.BytesIO()
+    frame.rechunk().write_ipc_stream(buffer, compression="uncompressed")
+    return hashlib.sha256(buffer.getvalue()).hexdigest()[:16]
 
 
 def positive_class(target: pl.Series) -> object:
