@@ -10,7 +10,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 export ML_ASSETS_HOME ?= $(CURDIR)
 
-.PHONY: install demo test lint ui clean
+.PHONY: install demo test lint ui bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "ml_assets needs Python 3.11"'
@@ -34,7 +34,10 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check ml_assets ml_assets_tests
+	$(BIN)/ruff check ml_assets ml_assets_tests bench
+
+bench: $(STAMP)
+	$(BIN)/python bench/scoring.py
 
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000 & \
