@@ -6,7 +6,7 @@ import os
 
 import dagster as dg
 
-from ml_assets.defs.pipeline import build_spec_defs
+from ml_assets.defs.pipeline import build_spec_defs, training_selection
 from ml_assets.defs.resources import (
     ArtifactStore,
     MlflowResource,
@@ -20,9 +20,12 @@ from ml_assets.lib.spec import discover_specs
 
 def build_definitions(extra_spec_dir: str | None = None) -> dg.Definitions:
     specs = discover_specs(extra_spec_dir)
+    selection = training_selection(specs[0])
+    for spec in specs[1:]:
+        selection = selection | training_selection(spec)
     train_all = dg.define_asset_job(
         "train_all",
-        selection=dg.AssetSelection.groups(*[s.name for s in specs]),
+        selection=selection,
         description="Every spec, end to end",
         config={"execution": {"config": {"in_process": {}}}},
     )

@@ -83,14 +83,39 @@ def build_spec_defs(spec: MLSpec) -> dg.Definitions:
     if spec.task == "forecasting":
         assets.append(_forecast(spec))
         checks.append(_time_index(spec))
+    jobs: list[Any] = []
+    schedules: list[Any] = []
+    if spec.monitoring is not None:
+        assets.append(_predictions(spec))
+        score_job = dg.define_asset_job(
+            f"score_{spec.name}",
+            selection=dg.AssetSelection.assets(_key(spec, "predictions")),
+            description=f"Score one day of incoming '{spec.name}' rows with the champion",
+        )
+        jobs.append(score_job)
+        schedules.append(
+            dg.build_schedule_from_partitioned_job(
+                score_job, default_status=dg.DefaultScheduleStatus.RUNNING
+            )
+        )
     job = dg.define_asset_job(
         f"train_{spec.name}",
-        selection=dg.AssetSelection.groups(spec.name),
+        selection=training_selection(spec),
         description=f"Validate, split, train, evaluate and gate the '{spec.name}' spec",
         config={"execution": {"config": {"in_process": {}}}},
         tags={"ml_assets/spec": spec.name},
     )
-    return dg.Definitions(assets=assets, asset_checks=checks, jobs=[job])
+    return dg.Definitions(
+        assets=assets, asset_checks=checks, jobs=[job, *jobs], schedules=schedules
+    )
+
+
+def training_selection(spec: MLSpec) -> dg.AssetSelection:
+    """The spec's group without its daily-partitioned scoring assets."""
+    group = dg.AssetSelection.groups(spec.name)
+    if spec.monitoring is None:
+        return group
+    return group - dg.AssetSelection.assets(_key(spec, "predictions"))
 
 
 def _raw_data(spec: MLSpec) -> dg.AssetsDefinition:
@@ -784,3 +809,51 @@ def _champion_model(spec: MLSpec) -> dg.AssetsDefinition:
         )
 
     return champion_model
+
+
+def _predictions(spec: MLSpec) -> dg.AssetsDefinition:
+    monitoring = spec.monitoring
+    assert monitoring is not None
+
+    @dg.asset(
+        key=_key(spec, "predictions"),
+        group_name=spec.name,
+        kinds={"polars", "mlflow"},
+        partitions_def=dg.DailyPartitionsDefinition(start_date=monitoring.start_date.isoformat()),
+        deps=[_key(spec, "champion_model")],
+        description=f"Each day's incoming rows scored by models:/{spec.name}@champion (the "
+        "registered alias, never the newest file); the model version is recorded per row",
+    )
+    def predictions(
+        context: dg.AssetExecutionContext, mlflow: MlflowResource, artifacts: ArtifactStore
+    ) -> dg.Output[pl.DataFrame]:
+        day = context.partition_key
+        path = artifacts.incoming_path(spec.name, monitoring.incoming, day)
+        if not path.exists():
+            raise data_lib.DataError(
+                f"spec '{spec.name}': no incoming rows for {day}: expected the file {path}"
+            )
+        with path.open("rb") as fh:
+            rows = data_lib.derive_inputs(spec, pl.read_parquet(fh))
+        ref = mlflow.tracker().load_champion(spec.name)
+        if ref is None:
+            raise RuntimeError(
+                f"'{spec.name}' has no champion to score with; run job train_{spec.name} first"
+            )
+        scores = ref.model.predict(rows)
+        out = rows.with_columns(
+            pl.Series("score", scores), pl.lit(ref.version).alias("model_version")
+        )
+        if spec.task == "classification":
+            out = out.with_columns(pl.Series("predicted_label", ref.model.labels(scores)))
+        return dg.Output(
+            out,
+            metadata={
+                "model_version": ref.version,
+                "incoming": dg.MetadataValue.path(str(path)),
+                "scored_rows": out.height,
+                "mean_score": float(scores.mean()) if len(scores) else float("nan"),
+            },
+        )
+
+    return predictions

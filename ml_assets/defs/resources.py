@@ -60,6 +60,9 @@ class ArtifactStore(dg.ConfigurableResource):
     def contract_path(self, spec_name: str) -> UPath:
         return UPath(self.base_dir) / spec_name / "data_contract.json"
 
+    def incoming_path(self, spec_name: str, folder: str, day: str) -> UPath:
+        return UPath(self.base_dir) / spec_name / folder / f"{day}.parquet"
+
     def report_path(self, spec_name: str, run_id: str) -> UPath:
         return UPath(self.base_dir) / spec_name / "reports" / f"evaluation_report_{run_id}.html"
 
@@ -73,14 +76,17 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
 
     base_dir: str
 
-    def _path(self, key: dg.AssetKey, suffix: str) -> UPath:
+    def _path(self, key: dg.AssetKey, suffix: str, partition: str | None = None) -> UPath:
+        if partition is not None:  # one file per partition: <key>/<partition><suffix>
+            return UPath(self.base_dir).joinpath(*key.path, f"{partition}{suffix}")
         return UPath(self.base_dir).joinpath(*key.path).with_suffix(suffix)
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if obj is None:
             return
         is_frame = isinstance(obj, pl.DataFrame)
-        path = self._path(context.asset_key, ".parquet" if is_frame else ".pkl")
+        partition = context.partition_key if context.has_partition_key else None
+        path = self._path(context.asset_key, ".parquet" if is_frame else ".pkl", partition)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         with tmp.open("wb") as fh:
@@ -96,6 +102,9 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
 
     def load_input(self, context: dg.InputContext) -> Any:
         key = context.asset_key
+        if context.has_asset_partitions:
+            parts = [self._path(key, ".parquet", p) for p in context.asset_partition_keys]
+            return pl.concat([_read_parquet(p, None) for p in parts if p.exists()], how="diagonal")
         parquet = self._path(key, ".parquet")
         if parquet.exists():
             wanted = (context.definition_metadata or {}).get(SPLITS_METADATA_KEY)

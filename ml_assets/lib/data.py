@@ -73,6 +73,15 @@ def check_columns_present(spec: MLSpec, frame: pl.DataFrame) -> None:
         )
 
 
+def derive_inputs(spec: MLSpec, rows: pl.DataFrame) -> pl.DataFrame:
+    """New rows to score: the spec's derived columns except the target (labels come later)."""
+    derived = {k: v for k, v in spec.derive.items() if k != spec.target}
+    try:
+        return rows.with_columns([pl.sql_expr(e).alias(k) for k, e in derived.items()])
+    except pl.exceptions.PolarsError as exc:
+        raise DataError(f"spec '{spec.name}': 'derive' failed on rows to score: {exc}") from exc
+
+
 def build_features(spec: MLSpec, raw: pl.DataFrame) -> pl.DataFrame:
     """Apply ``derive`` (polars SQL expressions), drop ``drop`` columns, add a stable row id."""
     frame = raw

@@ -6,6 +6,7 @@ thing its author sees of a mistake is this message.
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import hashlib
 import importlib.util
@@ -215,6 +216,16 @@ class ValidationConfig(_Strict):
         return items
 
 
+class MonitoringConfig(_Strict):
+    """Batch scoring of daily files with the registered champion (drift monitoring: next)."""
+
+    start_date: dt.date = Field(description="first day of the daily partitions")
+    incoming: str = Field(
+        "incoming",
+        description="folder under <data dir>/<spec>/ with one <YYYY-MM-DD>.parquet per day",
+    )
+
+
 class EvaluationConfig(_Strict):
     bootstrap_samples: int = Field(1000, ge=100)
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
@@ -241,6 +252,7 @@ class MLSpec(_Strict):
     forecast: ForecastConfig | None = None
     validation: ValidationConfig = ValidationConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    monitoring: MonitoringConfig | None = None
     spec_path: Path = Field(Path("."), exclude=True)
 
     @field_validator("name")

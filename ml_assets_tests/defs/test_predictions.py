@@ -1,0 +1,51 @@
+"""Batch scoring of daily files with the champion read through the registry alias."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from ml_assets.definitions import build_definitions
+from ml_assets.lib.churn import ChurnStream
+from ml_assets_tests.helpers import mlflow_client, run_job
+
+SPEC = """
+name: shop_churn
+task: classification
+source: {path: history.parquet}
+target: churned
+drop: [customer_id, snapshot_date]
+candidates: {lightgbm: {budget: 2}}
+validation: {min_rows: 100}
+evaluation: {bootstrap_samples: 200}
+monitoring: {start_date: 2026-01-01}
+"""
+
+
+def test_daily_partition_is_scored_by_the_champion(home: Path, tmp_path: Path) -> None:
+    stream = ChurnStream(customers_per_day=600)
+    pl.concat([stream.generate(d) for d in range(8)]).write_parquet(tmp_path / "history.parquet")
+    (tmp_path / "shop_churn.yaml").write_text(SPEC)
+    stream.write(home / "data" / "shop_churn" / "incoming", range(8, 12))
+    defs = build_definitions(str(tmp_path))
+    instance = dg.DagsterInstance.ephemeral()
+    assert run_job(defs, "train_shop_churn", instance).success
+    champion = str(mlflow_client().get_model_version_by_alias("shop_churn", "champion").version)
+
+    scored = defs.resolve_job_def("score_shop_churn").execute_in_process(
+        instance=instance, partition_key="2026-01-10"
+    )
+    assert scored.success
+    out = pl.read_parquet(home / "data" / "shop_churn" / "predictions" / "2026-01-10.parquet")
+    assert out.height == 600 and out["model_version"].unique().to_list() == [champion]
+    assert out["score"].is_between(0, 1).all()
+    assert set(out["predicted_label"].unique().to_list()) <= {0, 1}
+
+    missing = defs.resolve_job_def("score_shop_churn").execute_in_process(
+        instance=instance, partition_key="2026-01-20", raise_on_error=False
+    )
+    assert not missing.success
+    schedule = defs.resolve_schedule_def("score_shop_churn_schedule")
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
