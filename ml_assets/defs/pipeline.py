@@ -21,9 +21,10 @@ from ml_assets.lib import report as report_lib
 from ml_assets.lib import splits as split_lib
 from ml_assets.lib import timeseries as ts_lib
 from ml_assets.lib import validation as val_lib
-from ml_assets.lib.metrics import get_metric
+from ml_assets.lib.metrics import get_metric, score
 from ml_assets.lib.spec import MLSpec
 from ml_assets.lib.tracking import (
+    REFERENCE_ROWS,
     ChampionLoadError,
     Tracker,
     Trained,
@@ -86,11 +87,13 @@ def build_spec_defs(spec: MLSpec) -> dg.Definitions:
     jobs: list[Any] = []
     schedules: list[Any] = []
     if spec.monitoring is not None:
-        assets.append(_predictions(spec))
+        assets += [_predictions(spec), _drift_report(spec)]
         score_job = dg.define_asset_job(
             f"score_{spec.name}",
-            selection=dg.AssetSelection.assets(_key(spec, "predictions")),
-            description=f"Score one day of incoming '{spec.name}' rows with the champion",
+            selection=dg.AssetSelection.assets(
+                _key(spec, "predictions"), _key(spec, "drift_report")
+            ),
+            description=f"Score and monitor one day of incoming '{spec.name}' rows",
         )
         jobs.append(score_job)
         schedules.append(
@@ -115,7 +118,7 @@ def training_selection(spec: MLSpec) -> dg.AssetSelection:
     group = dg.AssetSelection.groups(spec.name)
     if spec.monitoring is None:
         return group
-    return group - dg.AssetSelection.assets(_key(spec, "predictions"))
+    return group - dg.AssetSelection.assets(_key(spec, "predictions"), _key(spec, "drift_report"))
 
 
 def _raw_data(spec: MLSpec) -> dg.AssetsDefinition:
@@ -321,8 +324,15 @@ def _log_trained(
     fingerprint: str,
 ) -> Trained:
     val = model_lib.validation_metrics(model, prepared, spec.all_metrics)
+    train = prepared.train
+    reference = train.sample(min(train.height, REFERENCE_ROWS), seed=spec.split.seed)
     logged = mlflow.tracker().log_model(
-        spec.name, model, prepared.train, val, _lineage_tags(spec, context, fingerprint)
+        spec.name,
+        model,
+        train,
+        val,
+        _lineage_tags(spec, context, fingerprint),
+        reference=reference.select(model.features) if model.role == "candidate" else None,
     )
     context.log.info(f"{model.name}: validation {val}; MLflow run {logged.run_id}")
     return Trained(model, logged, val, fingerprint)
@@ -857,3 +867,91 @@ def _predictions(spec: MLSpec) -> dg.AssetsDefinition:
         )
 
     return predictions
+
+
+def _drift_report(spec: MLSpec) -> dg.AssetsDefinition:
+    monitoring = spec.monitoring
+    assert monitoring is not None
+
+    @dg.asset(
+        key=_key(spec, "drift_report"),
+        group_name=spec.name,
+        kinds={"polars", "mlflow"},
+        partitions_def=dg.DailyPartitionsDefinition(start_date=monitoring.start_date.isoformat()),
+        ins={"predictions": dg.AssetIn(_key(spec, "predictions"))},
+        description="The day's rows against the champion's training reference: PSI and KS / "
+        "chi-squared per feature, prediction drift, missing rates, realized performance",
+    )
+    def drift_report(
+        context: dg.AssetExecutionContext,
+        predictions: pl.DataFrame,
+        mlflow: MlflowResource,
+        artifacts: ArtifactStore,
+    ) -> dg.Output[pl.DataFrame]:
+        from ml_assets.lib import drift as drift_lib
+
+        tracker = mlflow.tracker()
+        version = str(predictions["model_version"][0])
+        mv = tracker.client.get_model_version(spec.name, version)
+        reference = tracker.load_reference(mv.run_id)
+        if reference is None:
+            raise RuntimeError(f"model '{spec.name}' v{version} has no reference sample logged")
+        champion = tracker.load_champion(spec.name)
+        assert champion is not None
+        features = [c for c in reference.columns if c in predictions.columns]
+        cats = val_lib.categorical_columns(spec, reference)
+        table = drift_lib.feature_drift(
+            reference, predictions, features, cats, monitoring.psi_threshold, monitoring.p_threshold
+        )
+        reference_scores = champion.model.predict(reference)
+        prediction_psi = drift_lib.psi_numeric(reference_scores, predictions["score"].to_numpy())
+        realized, bound = _realized(spec, predictions, champion.model, tracker, mv.run_id)
+        metric = get_metric(spec.primary_metric)
+        result = drift_lib.verdict(
+            table,
+            prediction_psi,
+            realized,
+            bound,
+            metric.greater_is_better,
+            monitoring.max_drifted_share,
+            monitoring.max_psi,
+        )
+        return dg.Output(
+            table.with_columns(pl.lit(version).alias("model_version")),
+            metadata={
+                "model_version": version,
+                "features_by_drift": dg.MetadataValue.md(report_lib.markdown_table(table)),
+                "drifted_features": ", ".join(result.drifted_features) or "none",
+                "drifted_share": result.drifted_share,
+                "max_psi": result.max_psi,
+                "prediction_psi": result.prediction_psi,
+                f"realized_{spec.primary_metric}": result.realized
+                if result.realized is not None
+                else float("nan"),
+                "champion_ci_bound": result.champion_bound
+                if result.champion_bound is not None
+                else float("nan"),
+                "retrain_recommended": result.retrain,
+                "reasons": "; ".join(result.reasons) or "within thresholds",
+            },
+        )
+
+    return drift_report
+
+
+def _realized(
+    spec: MLSpec, predictions: pl.DataFrame, model: model_lib.Model, tracker: Tracker, run_id: str
+) -> tuple[float | None, float | None]:
+    """The champion's primary metric on the day's labelled rows, and its test CI bound."""
+    if spec.target not in predictions.columns:
+        return None, None
+    labelled = predictions.filter(pl.col(spec.target).is_not_null())
+    metric = get_metric(spec.primary_metric)
+    if labelled.height < 30 or (metric.kind == "score" and labelled[spec.target].n_unique() < 2):
+        return None, None
+    y = model_lib.encode_target(spec, labelled, model.positive)
+    scores = labelled["score"].to_numpy()
+    value = score(metric, y, model.labels(scores) if metric.kind == "label" else scores)
+    side = "lower" if metric.greater_is_better else "upper"
+    bound = tracker.client.get_run(run_id).data.metrics.get(f"test_{spec.primary_metric}_ci_{side}")
+    return value, bound

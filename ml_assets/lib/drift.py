@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import polars as pl
 from scipy import stats
@@ -91,3 +93,52 @@ def feature_drift(
     return table.with_columns(
         (pl.col("current_missing") - pl.col("reference_missing")).alias("missing_change")
     ).sort("psi", descending=True, nulls_last=True)
+
+
+@dataclass(frozen=True)
+class DriftVerdict:
+    """The numbers a retraining decision rests on, and the reasons it would fire."""
+
+    drifted_features: list[str]
+    drifted_share: float
+    max_psi: float
+    prediction_psi: float
+    realized: float | None
+    champion_bound: float | None
+    reasons: list[str]
+
+    @property
+    def retrain(self) -> bool:
+        return bool(self.reasons)
+
+
+def verdict(
+    table: pl.DataFrame,
+    prediction_psi: float,
+    realized: float | None,
+    champion_bound: float | None,
+    greater_is_better: bool,
+    max_drifted_share: float,
+    max_psi: float,
+) -> DriftVerdict:
+    """Compare the day's drift with the spec's thresholds (and realized performance with the
+    champion's test CI, when labels have arrived)."""
+    drifted = table.filter(pl.col("drifted"))["feature"].to_list()
+    share = len(drifted) / max(table.height, 1)
+    top = float(table["psi"].max() or 0.0)
+    reasons = []
+    if share > max_drifted_share:
+        reasons.append(
+            f"{len(drifted)} of {table.height} features drifted ({share:.0%} > "
+            f"{max_drifted_share:.0%}): {drifted}"
+        )
+    if top > max_psi:
+        worst = table["feature"][0]
+        reasons.append(f"max PSI {top:.3f} on '{worst}' > {max_psi}")
+    if realized is not None and champion_bound is not None:
+        worse = realized < champion_bound if greater_is_better else realized > champion_bound
+        if worse:
+            reasons.append(
+                f"realized {realized:.4f} outside the champion's test CI bound {champion_bound:.4f}"
+            )
+    return DriftVerdict(drifted, share, top, prediction_psi, realized, champion_bound, reasons)

@@ -224,6 +224,10 @@ class MonitoringConfig(_Strict):
         "incoming",
         description="folder under <data dir>/<spec>/ with one <YYYY-MM-DD>.parquet per day",
     )
+    psi_threshold: float = Field(0.2, gt=0, description="a feature with PSI above this drifted")
+    p_threshold: float = Field(0.01, gt=0, lt=1, description="or with a test p-value below this")
+    max_drifted_share: float = Field(0.3, ge=0, le=1, description="retrain above this share")
+    max_psi: float = Field(0.5, gt=0, description="retrain when any feature's PSI exceeds this")
 
 
 class EvaluationConfig(_Strict):

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import logging
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -23,6 +24,9 @@ from ml_assets.lib.models import Model
 log = logging.getLogger(__name__)
 
 CHAMPION_ALIAS = "champion"
+REFERENCE_DIR = "reference"
+REFERENCE_FILE = "train_sample.parquet"
+REFERENCE_ROWS = 5000
 PACKAGE_DIR = Path(ml_assets.__file__).resolve().parent
 
 
@@ -119,8 +123,10 @@ class Tracker:
         example: pl.DataFrame,
         validation_metrics: dict[str, float],
         tags: dict[str, str],
+        reference: pl.DataFrame | None = None,
     ) -> LoggedModel:
-        """One MLflow run per trained model: params, validation metrics, signature, example."""
+        """One MLflow run per trained model: params, validation metrics, signature, example,
+        and optionally a reference sample of the training rows for drift monitoring."""
         exp_id = self.experiment_id(experiment)
         sample = example.select(model.features).head(5).to_pandas()
         signature = infer_signature(sample, model.predict(example.head(5)))
@@ -137,7 +143,23 @@ class Tracker:
                 input_example=sample,
                 pip_requirements=_requirements(),
             )
+            if reference is not None:
+                with tempfile.TemporaryDirectory() as tmp:
+                    path = Path(tmp) / REFERENCE_FILE
+                    reference.write_parquet(path)
+                    mlflow.log_artifact(str(path), artifact_path=REFERENCE_DIR)
         return LoggedModel(run.info.run_id, info.model_uri, exp_id)
+
+    def load_reference(self, run_id: str) -> pl.DataFrame | None:
+        """The training-row sample logged with a run, or None when it has none."""
+        self._activate()
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=f"{REFERENCE_DIR}/{REFERENCE_FILE}"
+            )
+        except (MlflowException, OSError):
+            return None
+        return pl.read_parquet(local)
 
     def log_evaluation(
         self, run_id: str, metrics: dict[str, float], tags: dict[str, str], files: dict[str, str]

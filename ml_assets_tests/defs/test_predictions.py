@@ -28,7 +28,10 @@ def test_daily_partition_is_scored_by_the_champion(home: Path, tmp_path: Path) -
     stream = ChurnStream(customers_per_day=600)
     pl.concat([stream.generate(d) for d in range(8)]).write_parquet(tmp_path / "history.parquet")
     (tmp_path / "shop_churn.yaml").write_text(SPEC)
-    stream.write(home / "data" / "shop_churn" / "incoming", range(8, 12))
+    incoming = home / "data" / "shop_churn" / "incoming"
+    stream.write(incoming, range(8, 12))
+    drifted = ChurnStream(customers_per_day=600, drift_day=0)
+    drifted.generate(12).write_parquet(incoming / "2026-01-13.parquet")
     defs = build_definitions(str(tmp_path))
     instance = dg.DagsterInstance.ephemeral()
     assert run_job(defs, "train_shop_churn", instance).success
@@ -49,3 +52,28 @@ def test_daily_partition_is_scored_by_the_champion(home: Path, tmp_path: Path) -
     assert not missing.success
     schedule = defs.resolve_schedule_def("score_shop_churn_schedule")
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+
+    calm = _drift_metadata(scored)
+    assert calm["retrain_recommended"] is False and calm["reasons"] == "within thresholds"
+    assert calm["model_version"] == champion
+    shifted = defs.resolve_job_def("score_shop_churn").execute_in_process(
+        instance=instance, partition_key="2026-01-13"
+    )
+    meta = _drift_metadata(shifted)
+    assert meta["retrain_recommended"] is True
+    assert (
+        "usage_hours" in meta["drifted_features"] and "support_contacts" in meta["drifted_features"]
+    )
+    assert "max PSI" in meta["reasons"]
+    # Labels arrive with the simulated files, so realized performance is measured each day.
+    assert 0.55 < calm["realized_roc_auc"] < 1.0
+    assert 0.5 < calm["champion_ci_bound"] < 1.0
+
+
+def _drift_metadata(result: dg.ExecuteInProcessResult) -> dict[str, object]:
+    events = [
+        e.materialization
+        for e in result.get_asset_materialization_events()
+        if e.materialization.asset_key.path[-1] == "drift_report"
+    ]
+    return {k: getattr(v, "value", v) for k, v in events[0].metadata.items()}

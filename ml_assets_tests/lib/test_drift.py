@@ -51,3 +51,22 @@ def test_feature_drift_ranks_and_flags() -> None:
     assert table["feature"].to_list() == ["x", "c"]
     assert table["drifted"].to_list() == [True, False]
     assert table.filter(pl.col("feature") == "c")["missing_change"][0] == pytest.approx(0.1)
+
+
+def test_verdict_reasons() -> None:
+    from ml_assets.lib.drift import verdict
+
+    table = pl.DataFrame(
+        {"feature": ["a", "b", "c"], "psi": [0.9, 0.3, 0.01], "drifted": [True, True, False]}
+    )
+    fired = verdict(table, 0.4, 0.61, 0.70, True, max_drifted_share=0.5, max_psi=0.5)
+    assert fired.retrain and len(fired.reasons) == 3
+    assert (
+        "2 of 3 features drifted" in fired.reasons[0] and "max PSI 0.900 on 'a'" in fired.reasons[1]
+    )
+    calm = verdict(table, 0.0, 0.75, 0.70, True, max_drifted_share=0.9, max_psi=1.0)
+    assert not calm.retrain and calm.reasons == []
+    lower_better = verdict(table, 0.0, 5.0, 4.0, False, max_drifted_share=0.9, max_psi=1.0)
+    assert (
+        lower_better.retrain and "outside the champion's test CI bound" in lower_better.reasons[0]
+    )
