@@ -5,6 +5,7 @@ metadata. Keys are ``<spec>/<stage>``; the test split reaches only ``evaluation_
 """
 
 import dataclasses
+import json
 from typing import Any
 
 import dagster as dg
@@ -86,6 +87,7 @@ def build_spec_defs(spec: MLSpec) -> dg.Definitions:
         checks.append(_time_index(spec))
     jobs: list[Any] = []
     schedules: list[Any] = []
+    sensors: list[Any] = []
     if spec.monitoring is not None:
         assets += [_predictions(spec), _drift_report(spec)]
         score_job = dg.define_asset_job(
@@ -96,6 +98,7 @@ def build_spec_defs(spec: MLSpec) -> dg.Definitions:
             description=f"Score and monitor one day of incoming '{spec.name}' rows",
         )
         jobs.append(score_job)
+        sensors.append(_retrain_on_drift(spec))
         schedules.append(
             dg.build_schedule_from_partitioned_job(
                 score_job, default_status=dg.DefaultScheduleStatus.RUNNING
@@ -109,7 +112,7 @@ def build_spec_defs(spec: MLSpec) -> dg.Definitions:
         tags={"ml_assets/spec": spec.name},
     )
     return dg.Definitions(
-        assets=assets, asset_checks=checks, jobs=[job, *jobs], schedules=schedules
+        assets=assets, asset_checks=checks, jobs=[job, *jobs], schedules=schedules, sensors=sensors
     )
 
 
@@ -955,3 +958,53 @@ def _realized(
     side = "lower" if metric.greater_is_better else "upper"
     bound = tracker.client.get_run(run_id).data.metrics.get(f"test_{spec.primary_metric}_ci_{side}")
     return value, bound
+
+
+def _retrain_on_drift(spec: MLSpec) -> dg.SensorDefinition:
+    """Requests train_<spec> when the newest drift report recommends it: one run per drifted
+    day (run key), at most one per cooldown, with the triggering numbers as run tags."""
+    monitoring = spec.monitoring
+    assert monitoring is not None
+    key = _key(spec, "drift_report")
+
+    @dg.sensor(
+        name=f"retrain_{spec.name}_on_drift",
+        job_name=f"train_{spec.name}",
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=60,
+        description=f"Retrain '{spec.name}' when a daily drift report passes the spec's thresholds",
+    )
+    def retrain_on_drift(context: dg.SensorEvaluationContext) -> Any:
+        event = context.instance.get_latest_materialization_event(key)
+        if event is None or event.asset_materialization is None:
+            return dg.SkipReason("no drift report yet")
+        report = event.asset_materialization
+        meta = {k: getattr(v, "value", v) for k, v in report.metadata.items()}
+        if not meta.get("retrain_recommended"):
+            return dg.SkipReason(f"{report.partition}: {meta.get('reasons', 'within thresholds')}")
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        if cursor.get("partition") == report.partition:
+            return dg.SkipReason(f"retraining for {report.partition} already requested")
+        waited = (event.timestamp - cursor.get("requested_at", 0.0)) / 3600
+        if cursor and waited < monitoring.cooldown_hours:
+            return dg.SkipReason(
+                f"cooldown: {waited:.1f} h since the last drift retraining "
+                f"(< {monitoring.cooldown_hours} h)"
+            )
+        context.update_cursor(
+            json.dumps({"partition": report.partition, "requested_at": event.timestamp})
+        )
+        return dg.RunRequest(
+            run_key=f"{spec.name}:drift:{report.partition}",
+            tags={
+                "ml_assets/trigger": "drift",
+                "ml_assets/partition": str(report.partition),
+                "ml_assets/drifted_features": str(meta.get("drifted_features"))[:200],
+                "ml_assets/max_psi": f"{float(meta.get('max_psi', 0.0)):.4f}",
+                "ml_assets/drifted_share": f"{float(meta.get('drifted_share', 0.0)):.4f}",
+                "ml_assets/reasons": str(meta.get("reasons"))[:250],
+                "ml_assets/champion_version": str(meta.get("model_version")),
+            },
+        )
+
+    return retrain_on_drift

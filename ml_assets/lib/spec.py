@@ -228,6 +228,7 @@ class MonitoringConfig(_Strict):
     p_threshold: float = Field(0.01, gt=0, lt=1, description="or with a test p-value below this")
     max_drifted_share: float = Field(0.3, ge=0, le=1, description="retrain above this share")
     max_psi: float = Field(0.5, gt=0, description="retrain when any feature's PSI exceeds this")
+    cooldown_hours: float = Field(24.0, ge=0, description="least time between drift retrainings")
 
 
 class EvaluationConfig(_Strict):

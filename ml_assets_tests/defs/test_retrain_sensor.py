@@ -1,0 +1,73 @@
+"""The drift retraining sensor on an ephemeral instance: skip, fire once, no duplicates,
+cooldown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from ml_assets.definitions import build_definitions
+
+SPEC = """
+name: watched
+task: classification
+source: {path: history.csv}
+target: y
+monitoring: {start_date: 2026-01-01, cooldown_hours: 24}
+"""
+KEY = dg.AssetKey(["watched", "drift_report"])
+
+
+def _report(instance: dg.DagsterInstance, day: str, retrain: bool) -> None:
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            asset_key=KEY,
+            partition=day,
+            metadata={
+                "retrain_recommended": retrain,
+                "drifted_features": "usage_hours, support_contacts" if retrain else "none",
+                "max_psi": 0.91 if retrain else 0.05,
+                "drifted_share": 0.43 if retrain else 0.0,
+                "reasons": "max PSI 0.910 on 'usage_hours' > 0.5"
+                if retrain
+                else "within thresholds",
+                "model_version": "3",
+            },
+        )
+    )
+
+
+def _tick(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, cursor: str | None):
+    context = dg.build_sensor_context(instance=instance, cursor=cursor)
+    return sensor.evaluate_tick(context)
+
+
+def test_no_drift_then_drift_then_repeat(tmp_path: Path) -> None:
+    (tmp_path / "history.csv").write_text("x,y\n1,0\n2,1\n")
+    (tmp_path / "watched.yaml").write_text(SPEC)
+    sensor = build_definitions(str(tmp_path)).resolve_sensor_def("retrain_watched_on_drift")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    with dg.instance_for_test() as instance:
+        assert _tick(sensor, instance, None).run_requests == []  # no report yet
+
+        _report(instance, "2026-01-10", retrain=False)
+        calm = _tick(sensor, instance, None)
+        assert calm.run_requests == [] and "within thresholds" in (calm.skip_message or "")
+
+        _report(instance, "2026-01-11", retrain=True)
+        fired = _tick(sensor, instance, None)
+        assert len(fired.run_requests) == 1
+        request = fired.run_requests[0]
+        assert request.run_key == "watched:drift:2026-01-11"
+        assert request.job_name in (None, "train_watched")
+        assert request.tags["ml_assets/trigger"] == "drift"
+        assert request.tags["ml_assets/max_psi"] == "0.9100"
+        assert "usage_hours" in request.tags["ml_assets/drifted_features"]
+
+        again = _tick(sensor, instance, fired.cursor)
+        assert again.run_requests == [] and "already requested" in (again.skip_message or "")
+
+        _report(instance, "2026-01-12", retrain=True)  # minutes later: inside the cooldown
+        cooled = _tick(sensor, instance, fired.cursor)
+        assert cooled.run_requests == [] and "cooldown" in (cooled.skip_message or "")
