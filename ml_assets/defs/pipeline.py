@@ -85,6 +85,13 @@ def build_spec_defs(spec: MLSpec) -> dg.Definitions:
     if spec.task == "forecasting":
         assets.append(_forecast(spec))
         checks.append(_time_index(spec))
+    job = dg.define_asset_job(
+        f"train_{spec.name}",
+        selection=training_selection(spec),
+        description=f"Validate, split, train, evaluate and gate the '{spec.name}' spec",
+        config={"execution": {"config": {"in_process": {}}}},
+        tags={"ml_assets/spec": spec.name},
+    )
     jobs: list[Any] = []
     schedules: list[Any] = []
     sensors: list[Any] = []
@@ -100,17 +107,20 @@ def build_spec_defs(spec: MLSpec) -> dg.Definitions:
         jobs.append(score_job)
         sensors.append(_retrain_on_drift(spec))
         schedules.append(
+            dg.ScheduleDefinition(
+                name=f"weekly_retrain_{spec.name}",
+                job=job,
+                cron_schedule=spec.monitoring.retrain_cron,
+                default_status=dg.DefaultScheduleStatus.RUNNING,
+                description="Safety net: retrain weekly even without drift; the gate still "
+                "decides whether the candidate replaces the champion",
+            )
+        )
+        schedules.append(
             dg.build_schedule_from_partitioned_job(
                 score_job, default_status=dg.DefaultScheduleStatus.RUNNING
             )
         )
-    job = dg.define_asset_job(
-        f"train_{spec.name}",
-        selection=training_selection(spec),
-        description=f"Validate, split, train, evaluate and gate the '{spec.name}' spec",
-        config={"execution": {"config": {"in_process": {}}}},
-        tags={"ml_assets/spec": spec.name},
-    )
     return dg.Definitions(
         assets=assets, asset_checks=checks, jobs=[job, *jobs], schedules=schedules, sensors=sensors
     )

@@ -229,6 +229,7 @@ class MonitoringConfig(_Strict):
     max_drifted_share: float = Field(0.3, ge=0, le=1, description="retrain above this share")
     max_psi: float = Field(0.5, gt=0, description="retrain when any feature's PSI exceeds this")
     cooldown_hours: float = Field(24.0, ge=0, description="least time between drift retrainings")
+    retrain_cron: str = Field("0 3 * * 1", description="weekly safety-net retraining (cron)")
 
 
 class EvaluationConfig(_Strict):

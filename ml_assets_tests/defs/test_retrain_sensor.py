@@ -71,3 +71,12 @@ def test_no_drift_then_drift_then_repeat(tmp_path: Path) -> None:
         _report(instance, "2026-01-12", retrain=True)  # minutes later: inside the cooldown
         cooled = _tick(sensor, instance, fired.cursor)
         assert cooled.run_requests == [] and "cooldown" in (cooled.skip_message or "")
+
+
+def test_weekly_retraining_schedule_is_running(tmp_path: Path) -> None:
+    (tmp_path / "history.csv").write_text("x,y\n1,0\n2,1\n")
+    (tmp_path / "watched.yaml").write_text(SPEC)
+    schedule = build_definitions(str(tmp_path)).resolve_schedule_def("weekly_retrain_watched")
+    assert schedule.job_name == "train_watched"
+    assert schedule.cron_schedule == "0 3 * * 1"
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
