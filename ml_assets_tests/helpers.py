@@ -44,3 +44,26 @@ def dagster_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Com
         timeout=600,
         env={**os.environ, **(env or {})},
     )
+
+
+TABULAR_STAGES = [
+    "raw_data",
+    "features",
+    "splits",
+    "baselines",
+    "candidate_glm",
+    "candidate_lightgbm",
+    "evaluation_report",
+    "champion_model",
+]
+
+
+def step_error_text(result: dg.ExecuteInProcessResult) -> str:
+    """Every failed step's error message and the messages of its causes, joined."""
+    texts = []
+    for event in result.all_events:
+        error = event.event_specific_data.error if event.is_step_failure else None
+        while error is not None:
+            texts.append(error.message)
+            error = error.cause
+    return " ".join(texts)

@@ -10,6 +10,7 @@ import pytest
 
 from ml_assets.definitions import build_definitions
 from ml_assets_tests.helpers import (
+    TABULAR_STAGES,
     check_results,
     dagster_cli,
     materialized,
@@ -17,16 +18,7 @@ from ml_assets_tests.helpers import (
     run_job,
 )
 
-STAGES = [
-    "raw_data",
-    "features",
-    "splits",
-    "baselines",
-    "candidate_glm",
-    "candidate_lightgbm",
-    "evaluation_report",
-    "champion_model",
-]
+STAGES = TABULAR_STAGES
 
 
 def test_train_affairs_promotes_a_traceable_champion_reproducibly(home: Path) -> None:

@@ -10,7 +10,14 @@ import polars as pl
 import pytest
 
 from ml_assets.definitions import build_definitions
-from ml_assets_tests.helpers import check_results, dagster_cli, materialized, mlflow_client, run_job
+from ml_assets_tests.helpers import (
+    check_results,
+    dagster_cli,
+    materialized,
+    mlflow_client,
+    run_job,
+    step_error_text,
+)
 
 SPEC = """
 name: bad
@@ -50,16 +57,6 @@ def _run(spec_dir: Path) -> dg.ExecuteInProcessResult:
     return run_job(build_definitions(str(spec_dir)), "train_bad", dg.DagsterInstance.ephemeral())
 
 
-def _error_text(result: dg.ExecuteInProcessResult) -> str:
-    texts = []
-    for event in result.all_events:
-        error = event.event_specific_data.error if event.is_step_failure else None
-        while error is not None:
-            texts.append(error.message)
-            error = error.cause
-    return " ".join(texts)
-
-
 def _nothing_promoted() -> bool:
     return not mlflow_client().search_registered_models("name='bad'")
 
@@ -67,14 +64,14 @@ def _nothing_promoted() -> bool:
 def test_empty_file(home: Path, tmp_path: Path) -> None:
     result = _run(_spec_dir(tmp_path, None))
     assert not result.success
-    assert "is empty" in _error_text(result) and "data.csv" in _error_text(result)
+    assert "is empty" in step_error_text(result) and "data.csv" in step_error_text(result)
     assert materialized(result) == set() and _nothing_promoted()
 
 
 def test_missing_target_column(home: Path, tmp_path: Path) -> None:
     result = _run(_spec_dir(tmp_path, _frame().drop("label")))
     assert not result.success
-    text = _error_text(result)
+    text = step_error_text(result)
     assert "'label'" in text and "available columns" in text
     assert materialized(result) == set() and _nothing_promoted()
 

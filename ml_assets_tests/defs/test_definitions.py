@@ -10,17 +10,9 @@ import pytest
 from ml_assets.definitions import build_definitions
 from ml_assets.defs.pipeline import ALL_SPLITS, TRAIN_AND_VALIDATION
 from ml_assets.lib.spec import SpecError
+from ml_assets_tests.helpers import TABULAR_STAGES
 
-STAGES = [
-    "raw_data",
-    "features",
-    "splits",
-    "baselines",
-    "candidate_glm",
-    "candidate_lightgbm",
-    "evaluation_report",
-    "champion_model",
-]
+STAGES = TABULAR_STAGES
 FORECAST_STAGES = [
     *["raw_data", "features", "splits", "baselines", "candidate_ets", "candidate_sarimax"],
     *["candidate_prophet", "candidate_lightgbm", "evaluation_report", "champion_model"],

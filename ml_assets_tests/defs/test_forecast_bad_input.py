@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from ml_assets.definitions import build_definitions
-from ml_assets_tests.helpers import check_results, materialized, run_job
+from ml_assets_tests.helpers import check_results, materialized, run_job, step_error_text
 
 SPEC = """
 name: weekly
@@ -43,16 +43,6 @@ def _run(
         SPEC.format(frequency=frequency, horizon=horizon, period=period)
     )
     return run_job(build_definitions(str(tmp_path)), "train_weekly", dg.DagsterInstance.ephemeral())
-
-
-def _step_errors(result: dg.ExecuteInProcessResult) -> str:
-    texts = []
-    for event in result.all_events:
-        error = event.event_specific_data.error if event.is_step_failure else None
-        while error is not None:
-            texts.append(error.message)
-            error = error.cause
-    return " ".join(texts)
 
 
 def test_duplicated_timestamps(home: Path, tmp_path: Path) -> None:
@@ -95,6 +85,6 @@ def test_series_too_short(
 ) -> None:
     result = _run(tmp_path, _series(), horizon=horizon, period=period)
     assert not result.success
-    text = _step_errors(result)
+    text = step_error_text(result)
     assert "spec 'weekly'" in text and "'y'" in text and expected in text
     assert "weekly/splits" not in materialized(result)
