@@ -36,7 +36,8 @@ def step_losses(metric: str, y: np.ndarray, yhat: np.ndarray, scale: float) -> n
         return np.abs(e) / scale
     if metric == "smape":
         denominator = np.abs(y) + np.abs(yhat)
-        return np.where(denominator > 0, 200 * np.abs(e) / denominator, 0.0)
+        safe = np.where(denominator > 0, denominator, 1.0)  # both zero: no error, loss 0
+        return 200 * np.abs(e) / safe
     if metric == "mape":
         return 100 * np.abs(e) / np.maximum(np.abs(y), np.finfo(float).eps)
     raise KeyError(f"no forecasting loss for metric '{metric}'")
@@ -142,7 +143,7 @@ def _scored(spec: MLSpec, frame: pl.DataFrame, role: str) -> Scored:
 
 def holdout_frame(model: Forecaster, history: pl.DataFrame, holdout: pl.DataFrame) -> pl.DataFrame:
     """``model`` (fitted on ``history``) forecasting the holdout, as a long frame."""
-    fc: Forecast = model.forecast(holdout.height, holdout)
+    fc: Forecast = model.forecast(holdout.height, holdout.drop(model.target))
     scale = mase_scale(history[model.target].cast(pl.Float64).to_numpy(), model.seasonal_period)
     return forecast_frame(model, holdout, fc, fold=-1, scale=scale)
 

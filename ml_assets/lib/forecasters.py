@@ -62,6 +62,11 @@ class Forecaster(Model):
     def predict(self, frame: pl.DataFrame) -> np.ndarray:
         """Forecasts for the timestamps in ``frame`` (all after the training data)."""
         steps = steps_ahead(self.last_time, frame[self.time_column], self.frequency)
+        if (steps < 1).any():
+            raise ValueError(
+                f"forecaster '{self.name}' can only predict after its training data, which ends "
+                f"at {self.last_time}; got {frame[self.time_column].min()}"
+            )
         mean = self.forecast(int(steps.max()), _future_for(frame, steps)).mean
         return mean[steps - 1]
 
@@ -85,7 +90,14 @@ class Forecaster(Model):
 def steps_ahead(last_time: Any, times: pl.Series, frequency: str) -> np.ndarray:
     """How many grid steps after ``last_time`` each of ``times`` is (1 = the next step)."""
     if times.dtype.is_integer():
-        return ((times.to_numpy() - int(last_time)) // int(frequency)).astype(int)
+        offset = times.to_numpy() - int(last_time)
+        off_grid = offset % int(frequency) != 0
+        if off_grid.any():
+            raise ValueError(
+                f"timestamps {times.to_numpy()[off_grid][:3].tolist()} are not on the "
+                f"'{frequency}' grid after {last_time}"
+            )
+        return (offset // int(frequency)).astype(int)
     end = times.max()
     make = pl.date_range if times.dtype == pl.Date else pl.datetime_range
     grid = make(last_time, end, interval=frequency, eager=True).cast(times.dtype)
@@ -430,7 +442,8 @@ def backtest(model: Forecaster, series: pl.DataFrame, folds: list[Fold]) -> pl.D
     for fold in folds:
         history = series.head(fold.origin)
         future = series.slice(fold.origin, fold.horizon)
-        fc = model.fit(history).forecast(fold.horizon, future)
+        # The forecaster sees the future's timestamps and exogenous values, never its target.
+        fc = model.fit(history).forecast(fold.horizon, future.drop(model.target))
         scale = mase_scale(history[model.target].cast(pl.Float64).to_numpy(), model.seasonal_period)
         parts.append(forecast_frame(model, future, fc, fold=fold.index, scale=scale))
     return pl.concat(parts)

@@ -45,6 +45,7 @@ class TimeIndexReport:
     missing_steps: int
     target_nulls: int
     expected_steps: int
+    typical_gap_steps: int = 1
 
     @property
     def gap_fraction(self) -> float:
@@ -67,7 +68,13 @@ class TimeIndexReport:
                 f"{self.off_grid_examples}); the most common spacing in the data is "
                 f"{self.common_step}: fix 'forecast.frequency' or the data"
             )
-        if self.off_grid:
+        if self.typical_gap_steps > 1 and not self.off_grid:
+            out.append(
+                f"consecutive timestamps in '{col}' are usually {self.typical_gap_steps} steps "
+                f"of '{cfg.frequency}' apart (most common spacing {self.common_step}); the data "
+                "is coarser than the declared frequency: fix 'forecast.frequency'"
+            )
+        if self.off_grid or self.typical_gap_steps > 1:
             return out  # gaps are meaningless against the wrong grid
         if self.gap_fraction > cfg.max_gap_fraction:
             out.append(
@@ -106,6 +113,11 @@ def inspect_time_index(spec: MLSpec, frame: pl.DataFrame) -> TimeIndexReport:
     on_grid = valid.is_in(expected.implode()) if len(valid) else valid.cast(pl.Boolean)
     off = valid.filter(~on_grid)
     missing = int((~expected.is_in(valid.implode())).sum()) if len(expected) else 0
+    typical = 1
+    if len(expected) and len(valid) > 2:
+        position = {t: i for i, t in enumerate(expected.to_list())}
+        steps = np.diff([position[t] for t in valid.sort().to_list() if t in position])
+        typical = int(np.bincount(steps[steps > 0]).argmax()) if (steps > 0).any() else 1
     return TimeIndexReport(
         rows=frame.height,
         duplicates=counts.height,
@@ -117,6 +129,7 @@ def inspect_time_index(spec: MLSpec, frame: pl.DataFrame) -> TimeIndexReport:
         missing_steps=missing,
         target_nulls=int(frame[spec.target].null_count()),
         expected_steps=len(expected),
+        typical_gap_steps=typical,
     )
 
 
