@@ -5,6 +5,7 @@ metadata. Keys are ``<spec>/<stage>``; the test split reaches only ``evaluation_
 """
 
 import dataclasses
+import datetime as dt
 import json
 from typing import Any
 
@@ -13,6 +14,7 @@ import polars as pl
 
 from ml_assets.defs.resources import SPLITS_METADATA_KEY, ArtifactStore, MlflowResource
 from ml_assets.lib import data as data_lib
+from ml_assets.lib import drift as drift_lib
 from ml_assets.lib import evaluation as eval_lib
 from ml_assets.lib import forecast_eval as fe_lib
 from ml_assets.lib import forecasters as fc_lib
@@ -22,9 +24,10 @@ from ml_assets.lib import report as report_lib
 from ml_assets.lib import splits as split_lib
 from ml_assets.lib import timeseries as ts_lib
 from ml_assets.lib import validation as val_lib
-from ml_assets.lib.metrics import get_metric, score
+from ml_assets.lib.metrics import get_metric
 from ml_assets.lib.spec import MLSpec
 from ml_assets.lib.tracking import (
+    REFERENCE_DIR,
     REFERENCE_ROWS,
     ChampionLoadError,
     Tracker,
@@ -33,6 +36,7 @@ from ml_assets.lib.tracking import (
     git_commit,
 )
 
+WINDOW_END_TAG = "ml_assets/window_end"
 TRAIN_AND_VALIDATION = {SPLITS_METADATA_KEY: ["train", "validation"]}
 # The report reads every split: test rows to score, the others to check that the models were
 # trained on exactly these splits (and, for forecasting, for the MASE scale and plots).
@@ -116,11 +120,7 @@ def build_spec_defs(spec: MLSpec) -> dg.Definitions:
                 "decides whether the candidate replaces the champion",
             )
         )
-        schedules.append(
-            dg.build_schedule_from_partitioned_job(
-                score_job, default_status=dg.DefaultScheduleStatus.RUNNING
-            )
-        )
+        schedules.append(_daily_scoring(spec, score_job))
     return dg.Definitions(
         assets=assets, asset_checks=checks, jobs=[job, *jobs], schedules=schedules, sensors=sensors
     )
@@ -134,26 +134,63 @@ def training_selection(spec: MLSpec) -> dg.AssetSelection:
     return group - dg.AssetSelection.assets(_key(spec, "predictions"), _key(spec, "drift_report"))
 
 
-def _raw_data(spec: MLSpec) -> dg.AssetsDefinition:
-    source = (
-        spec.source.statsmodels
-        and f"statsmodels:{spec.source.statsmodels}"
-        or str(spec.source_file)
-    )
+def _source_text(spec: MLSpec) -> str:
+    if spec.source.statsmodels:
+        return f"statsmodels:{spec.source.statsmodels}"
+    if spec.source.recent_days is not None and spec.monitoring is not None:
+        return (
+            f"the last {spec.source.recent_days} days of <data dir>/{spec.name}/"
+            f"{spec.monitoring.incoming}/"
+        )
+    return str(spec.source_file)
 
+
+def _load_source(
+    spec: MLSpec, context: dg.AssetExecutionContext, artifacts: ArtifactStore
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """The source rows, and for a ``recent_days`` source the window it covers."""
+    if spec.source.recent_days is None or spec.monitoring is None:
+        return data_lib.load_raw(spec), {"source": _source_text(spec)}
+    tag = context.run.tags.get(WINDOW_END_TAG)
+    try:
+        end = dt.date.fromisoformat(tag) if tag else None
+    except ValueError as exc:
+        raise data_lib.DataError(
+            f"spec '{spec.name}': run tag {WINDOW_END_TAG}={tag!r} is not a date; use YYYY-MM-DD"
+        ) from exc
+    directory = artifacts.incoming_dir(spec.name, spec.monitoring.incoming)
+    frame, window = data_lib.load_recent_days(spec, directory, end)
+    if window.missing:
+        context.log.warning(
+            f"'{spec.name}': no daily file for {len(window.missing)} day(s) of the window: "
+            + ", ".join(d.isoformat() for d in window.missing)
+        )
+    return frame, {
+        "source": str(directory),
+        "window_start": window.start.isoformat(),
+        "window_end": window.end.isoformat(),
+        "window_end_from": f"run tag {WINDOW_END_TAG}" if tag else "newest daily file",
+        "days_loaded": len(window.loaded),
+        "days_missing": ", ".join(d.isoformat() for d in window.missing) or "none",
+    }
+
+
+def _raw_data(spec: MLSpec) -> dg.AssetsDefinition:
     @dg.asset(
         key=_key(spec, "raw_data"),
         group_name=spec.name,
         kinds={"polars"},
-        description=f"Source data of '{spec.name}' as loaded from {source}",
+        description=f"Source data of '{spec.name}' as loaded from {_source_text(spec)}",
     )
-    def raw_data(context: dg.AssetExecutionContext) -> dg.Output[pl.DataFrame]:
-        frame = data_lib.load_raw(spec)
+    def raw_data(
+        context: dg.AssetExecutionContext, artifacts: ArtifactStore
+    ) -> dg.Output[pl.DataFrame]:
+        frame, source = _load_source(spec, context, artifacts)
         data_lib.check_columns_present(spec, frame)
         return dg.Output(
             frame,
             metadata={
-                "source": source,
+                **source,
                 "fingerprint": data_lib.fingerprint(frame),
                 "schema": dg.MetadataValue.md(
                     report_lib.markdown_table(
@@ -901,49 +938,72 @@ def _drift_report(spec: MLSpec) -> dg.AssetsDefinition:
         mlflow: MlflowResource,
         artifacts: ArtifactStore,
     ) -> dg.Output[pl.DataFrame]:
-        from ml_assets.lib import drift as drift_lib
-
-        tracker = mlflow.tracker()
-        version = str(predictions["model_version"][0])
-        mv = tracker.client.get_model_version(spec.name, version)
-        reference = tracker.load_reference(mv.run_id)
+        tracker, day = mlflow.tracker(), context.partition_key
+        # The version that scored the day, not whatever holds the alias now.
+        scored_by = tracker.load_version(spec.name, str(predictions["model_version"][0]))
+        reference = tracker.load_reference(scored_by.run_id)
         if reference is None:
-            raise RuntimeError(f"model '{spec.name}' v{version} has no reference sample logged")
-        champion = tracker.load_champion(spec.name)
-        assert champion is not None
+            raise RuntimeError(
+                f"model '{spec.name}' v{scored_by.version} has no training reference sample "
+                f"logged (artifact {REFERENCE_DIR}/); retrain it with job train_{spec.name}"
+            )
         features = [c for c in reference.columns if c in predictions.columns]
-        cats = val_lib.categorical_columns(spec, reference)
         table = drift_lib.feature_drift(
-            reference, predictions, features, cats, monitoring.psi_threshold, monitoring.p_threshold
+            reference,
+            predictions,
+            features,
+            val_lib.categorical_columns(spec, reference),
+            monitoring.psi_threshold,
+            monitoring.p_threshold,
         )
-        reference_scores = champion.model.predict(reference)
-        prediction_psi = drift_lib.psi_numeric(reference_scores, predictions["score"].to_numpy())
-        realized, bound = _realized(spec, predictions, champion.model, tracker, mv.run_id)
+        scores = (scored_by.model.predict(reference), predictions["score"].to_numpy())
         metric = get_metric(spec.primary_metric)
+        run_metrics = tracker.client.get_run(scored_by.run_id).data.metrics
+        ci_keys = [f"test_{metric.name}_ci_lower", f"test_{metric.name}_ci_upper"]
+        champion_ci = (
+            (run_metrics[ci_keys[0]], run_metrics[ci_keys[1]])
+            if all(k in run_metrics for k in ci_keys)
+            else None
+        )
         result = drift_lib.verdict(
             table,
-            prediction_psi,
-            realized,
-            bound,
+            drift_lib.psi_numeric(*scores),
+            eval_lib.realized_performance(spec, predictions, scored_by.model, scores[1]),
+            champion_ci,
             metric.greater_is_better,
             monitoring.max_drifted_share,
             monitoring.max_psi,
         )
+        plot = artifacts.drift_plot_path(spec.name, day)
+        plot.parent.mkdir(parents=True, exist_ok=True)
+        plot.write_text(
+            report_lib.render_drift_html(
+                f"Drift report: {spec.name} {day} (model v{scored_by.version})",
+                result,
+                table,
+                reference,
+                predictions,
+                scores,
+            )
+        )
+        if result.retrain:
+            context.log.warning(f"'{spec.name}' {day}: retraining recommended: {result.reasons}")
+        realized = result.realized
         return dg.Output(
-            table.with_columns(pl.lit(version).alias("model_version")),
+            table.with_columns(pl.lit(scored_by.version).alias("model_version")),
             metadata={
-                "model_version": version,
+                "model_version": scored_by.version,
                 "features_by_drift": dg.MetadataValue.md(report_lib.markdown_table(table)),
+                "drift_plot": dg.MetadataValue.path(str(plot)),
                 "drifted_features": ", ".join(result.drifted_features) or "none",
                 "drifted_share": result.drifted_share,
                 "max_psi": result.max_psi,
                 "prediction_psi": result.prediction_psi,
-                f"realized_{spec.primary_metric}": result.realized
-                if result.realized is not None
-                else float("nan"),
-                "champion_ci_bound": result.champion_bound
-                if result.champion_bound is not None
-                else float("nan"),
+                f"realized_{metric.name}": realized.value if realized else float("nan"),
+                f"realized_{metric.name}_ci": realized.fmt() if realized else "no labels yet",
+                "champion_test_ci": f"[{champion_ci[0]:.4f}, {champion_ci[1]:.4f}]"
+                if champion_ci
+                else "not logged",
                 "retrain_recommended": result.retrain,
                 "reasons": "; ".join(result.reasons) or "within thresholds",
             },
@@ -952,22 +1012,31 @@ def _drift_report(spec: MLSpec) -> dg.AssetsDefinition:
     return drift_report
 
 
-def _realized(
-    spec: MLSpec, predictions: pl.DataFrame, model: model_lib.Model, tracker: Tracker, run_id: str
-) -> tuple[float | None, float | None]:
-    """The champion's primary metric on the day's labelled rows, and its test CI bound."""
-    if spec.target not in predictions.columns:
-        return None, None
-    labelled = predictions.filter(pl.col(spec.target).is_not_null())
-    metric = get_metric(spec.primary_metric)
-    if labelled.height < 30 or (metric.kind == "score" and labelled[spec.target].n_unique() < 2):
-        return None, None
-    y = model_lib.encode_target(spec, labelled, model.positive)
-    scores = labelled["score"].to_numpy()
-    value = score(metric, y, model.labels(scores) if metric.kind == "label" else scores)
-    side = "lower" if metric.greater_is_better else "upper"
-    bound = tracker.client.get_run(run_id).data.metrics.get(f"test_{spec.primary_metric}_ci_{side}")
-    return value, bound
+def _daily_scoring(spec: MLSpec, job: Any) -> dg.ScheduleDefinition:
+    """Each morning, score and monitor yesterday's partition once its incoming file is there;
+    a day whose file has not arrived is skipped with the path it waited for."""
+    monitoring = spec.monitoring
+    assert monitoring is not None
+
+    @dg.schedule(
+        name=f"score_{spec.name}_schedule",
+        job=job,
+        cron_schedule="0 1 * * *",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=f"Daily: score yesterday's '{spec.name}' rows and report drift",
+    )
+    def daily_scoring(context: dg.ScheduleEvaluationContext, artifacts: ArtifactStore) -> Any:
+        scheduled = context.scheduled_execution_time or dt.datetime.now(dt.UTC)
+        yesterday = scheduled.date() - dt.timedelta(days=1)
+        if yesterday < monitoring.start_date:
+            return dg.SkipReason(f"{yesterday} is before monitoring.start_date")
+        day = yesterday.isoformat()
+        path = artifacts.incoming_path(spec.name, monitoring.incoming, day)
+        if not path.exists():
+            return dg.SkipReason(f"no incoming rows for {day} yet: waiting for {path}")
+        return dg.RunRequest(run_key=f"{spec.name}:score:{day}", partition_key=day)
+
+    return daily_scoring
 
 
 def _retrain_on_drift(spec: MLSpec) -> dg.SensorDefinition:
@@ -1009,6 +1078,8 @@ def _retrain_on_drift(spec: MLSpec) -> dg.SensorDefinition:
             tags={
                 "ml_assets/trigger": "drift",
                 "ml_assets/partition": str(report.partition),
+                # Retrain on the window ending at the drifted day, whatever arrives meanwhile.
+                WINDOW_END_TAG: str(report.partition),
                 "ml_assets/drifted_features": str(meta.get("drifted_features"))[:200],
                 "ml_assets/max_psi": f"{float(meta.get('max_psi', 0.0)):.4f}",
                 "ml_assets/drifted_share": f"{float(meta.get('drifted_share', 0.0)):.4f}",

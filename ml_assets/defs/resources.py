@@ -60,8 +60,14 @@ class ArtifactStore(dg.ConfigurableResource):
     def contract_path(self, spec_name: str) -> UPath:
         return UPath(self.base_dir) / spec_name / "data_contract.json"
 
+    def incoming_dir(self, spec_name: str, folder: str) -> UPath:
+        return UPath(self.base_dir) / spec_name / folder
+
     def incoming_path(self, spec_name: str, folder: str, day: str) -> UPath:
-        return UPath(self.base_dir) / spec_name / folder / f"{day}.parquet"
+        return self.incoming_dir(spec_name, folder) / f"{day}.parquet"
+
+    def drift_plot_path(self, spec_name: str, day: str) -> UPath:
+        return UPath(self.base_dir) / spec_name / "drift" / f"drift_{day}.html"
 
     def report_path(self, spec_name: str, run_id: str) -> UPath:
         return UPath(self.base_dir) / spec_name / "reports" / f"evaluation_report_{run_id}.html"

@@ -41,20 +41,20 @@ class ChurnStream:
         base = np.select([plan == "basic", plan == "standard"], [30.0, 60.0], 95.0)
         tenure = np.minimum(rng.exponential(22, n).round(), 120).astype(np.int64)
         usage = rng.gamma(4.0, 6.0, n) * (0.65 if drift else 1.0)
-        support = rng.poisson(1.8 if drift else 0.8, n).astype(np.float64)
+        support = rng.poisson(1.4 if drift else 0.8, n).astype(np.float64)
         billing = rng.choice(["auto_pay", "manual"], n, p=[0.45, 0.55] if drift else [0.7, 0.3])
         region = rng.choice(REGIONS, n)
         charges = base + rng.normal(0, 6, n)
         season = 0.3 * np.sin(2 * np.pi * self.day(index).timetuple().tm_yday / 365.25)
         logit = (
-            -1.6
-            - 0.035 * tenure
+            -1.3
+            - 0.045 * tenure
             + 0.6 * (plan == "basic")
             + 0.015 * (charges - 60)
-            - (0.01 if drift else 0.04) * usage
-            + 0.35 * support
-            + 0.5 * (billing == "manual")
-            + (0.9 * (region == "south") if drift else 0.0)
+            - (0.015 if drift else 0.05) * usage
+            + 0.45 * support
+            + 0.7 * (billing == "manual")
+            + (1.3 * (region == "south") if drift else 0.0)
             + season
             + rng.normal(0, 0.3, n)
         )

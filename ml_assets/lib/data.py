@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import importlib
 import io
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +17,7 @@ from ml_assets.lib.spec import MLSpec
 
 ROW_ID = "__row_id"
 SPLIT = "__split"
+DAY_FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.parquet$")
 
 
 class DataError(ValueError):
@@ -53,6 +57,71 @@ def _read_file(spec: MLSpec, path: Path) -> pl.DataFrame:
         return pl.DataFrame()
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise DataError(f"spec '{spec.name}': cannot read source file {path}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class DayWindow:
+    """The calendar days a ``recent_days`` source covers, and which of them had a file."""
+
+    start: dt.date
+    end: dt.date
+    loaded: list[dt.date]
+    missing: list[dt.date]
+
+
+def day_files(directory: Path) -> dict[dt.date, Path]:
+    """``<YYYY-MM-DD>.parquet`` files in ``directory`` by day (other names are ignored)."""
+    if not directory.exists():
+        return {}
+    found = {}
+    for path in directory.iterdir():
+        match = DAY_FILE.match(path.name)
+        if match:
+            found[dt.date.fromisoformat(match.group(1))] = path
+    return dict(sorted(found.items()))
+
+
+def recent_window(
+    spec: MLSpec, available: list[dt.date], end: dt.date | None, where: str
+) -> DayWindow:
+    """The last ``source.recent_days`` calendar days up to ``end`` (default: newest file)."""
+    days = spec.source.recent_days
+    assert days is not None
+    if not available:
+        raise DataError(
+            f"spec '{spec.name}': source 'recent_days' found no daily files "
+            f"<YYYY-MM-DD>.parquet in {where}; put the stream's files there first"
+        )
+    end = end or available[-1]
+    start = end - dt.timedelta(days=days - 1)
+    loaded = [d for d in available if start <= d <= end]
+    if not loaded:
+        raise DataError(
+            f"spec '{spec.name}': no daily file in {where} between {start} and {end} "
+            f"(files cover {available[0]} to {available[-1]}); choose a window end inside that "
+            "range (run tag ml_assets/window_end) or add the missing days"
+        )
+    every = [start + dt.timedelta(days=i) for i in range(days)]
+    return DayWindow(start, end, loaded, [d for d in every if d not in set(loaded)])
+
+
+def load_recent_days(
+    spec: MLSpec, directory: Path, end: dt.date | None
+) -> tuple[pl.DataFrame, DayWindow]:
+    """The rows of every daily file in the window, in day order; schemas must agree."""
+    files = day_files(directory)
+    window = recent_window(spec, list(files), end, str(directory))
+    frames = []
+    for day in window.loaded:
+        with files[day].open("rb") as fh:
+            frames.append(pl.read_parquet(fh))
+        if frames[-1].schema != frames[0].schema:
+            raise DataError(
+                f"spec '{spec.name}': daily file {files[day]} has columns "
+                f"{dict(frames[-1].schema)}, but {files[window.loaded[0]]} has "
+                f"{dict(frames[0].schema)}; every day of the window needs the same schema"
+            )
+    return pl.concat(frames), window
 
 
 def required_source_columns(spec: MLSpec) -> list[str]:

@@ -9,6 +9,8 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
+from ml_assets.lib.metrics import Estimate
+
 EPS = 1e-4
 
 
@@ -103,8 +105,8 @@ class DriftVerdict:
     drifted_share: float
     max_psi: float
     prediction_psi: float
-    realized: float | None
-    champion_bound: float | None
+    realized: Estimate | None
+    champion_ci: tuple[float, float] | None
     reasons: list[str]
 
     @property
@@ -115,14 +117,19 @@ class DriftVerdict:
 def verdict(
     table: pl.DataFrame,
     prediction_psi: float,
-    realized: float | None,
-    champion_bound: float | None,
+    realized: Estimate | None,
+    champion_ci: tuple[float, float] | None,
     greater_is_better: bool,
     max_drifted_share: float,
     max_psi: float,
 ) -> DriftVerdict:
-    """Compare the day's drift with the spec's thresholds (and realized performance with the
-    champion's test CI, when labels have arrived)."""
+    """Compare the day's drift with the spec's thresholds, and the day's realized metric
+    (when labels have arrived) with the champion's test CI.
+
+    One day holds few labels, so its metric is noisy: performance counts as degraded only when
+    the day's own CI lies entirely on the wrong side of the champion's test CI, not when the
+    point estimate merely dips below it.
+    """
     drifted = table.filter(pl.col("drifted"))["feature"].to_list()
     share = len(drifted) / max(table.height, 1)
     top = float(table["psi"].max() or 0.0)
@@ -135,10 +142,12 @@ def verdict(
     if top > max_psi:
         worst = table["feature"][0]
         reasons.append(f"max PSI {top:.3f} on '{worst}' > {max_psi}")
-    if realized is not None and champion_bound is not None:
-        worse = realized < champion_bound if greater_is_better else realized > champion_bound
+    if realized is not None and champion_ci is not None:
+        lower, upper = champion_ci
+        worse = realized.upper < lower if greater_is_better else realized.lower > upper
         if worse:
             reasons.append(
-                f"realized {realized:.4f} outside the champion's test CI bound {champion_bound:.4f}"
+                f"realized {realized.fmt()} is entirely outside the champion's test CI "
+                f"[{lower:.4f}, {upper:.4f}]"
             )
-    return DriftVerdict(drifted, share, top, prediction_psi, realized, champion_bound, reasons)
+    return DriftVerdict(drifted, share, top, prediction_psi, realized, champion_ci, reasons)

@@ -238,7 +238,7 @@ def tracking_metrics(ev: Evaluation) -> dict[str, float]:
     """The test-split numbers logged on the candidate's MLflow run, for scripts and CI."""
     p = ev.primary
     cand, base = ev.candidate.metrics[p], ev.baseline.metrics[p]
-    return {
+    out = {
         f"test_{p}": cand.value,
         f"test_{p}_ci_lower": cand.lower,
         f"test_{p}_ci_upper": cand.upper,
@@ -247,3 +247,32 @@ def tracking_metrics(ev: Evaluation) -> dict[str, float]:
         f"improvement_vs_baseline_{p}": ev.vs_baseline.value,
         f"improvement_vs_baseline_{p}_ci_lower": ev.vs_baseline.lower,
     }
+    if ev.champion is not None and ev.vs_champion is not None:
+        # The champion scored on the same test rows: what a retraining decision rests on.
+        out |= {
+            f"champion_test_{p}": ev.champion.metrics[p].value,
+            f"improvement_vs_champion_{p}": ev.vs_champion.value,
+            f"improvement_vs_champion_{p}_ci_lower": ev.vs_champion.lower,
+            f"improvement_vs_champion_{p}_ci_upper": ev.vs_champion.upper,
+        }
+    return out
+
+
+def realized_performance(
+    spec: MLSpec, rows: pl.DataFrame, model: Model, scores: np.ndarray, min_labels: int = 30
+) -> Estimate | None:
+    """The model's primary metric on the rows whose labels have arrived, with a bootstrap CI;
+    None when too few are labelled (or, for ranking metrics, only one class is)."""
+    if spec.target not in rows.columns:
+        return None
+    labelled = rows[spec.target].is_not_null().to_numpy()
+    metric = get_metric(spec.primary_metric)
+    if labelled.sum() < min_labels:
+        return None
+    subset = rows.filter(pl.Series(labelled))
+    if metric.kind == "score" and subset[spec.target].n_unique() < 2:
+        return None
+    y = encode_target(spec, subset, model.positive)
+    values = model.labels(scores[labelled]) if metric.kind == "label" else scores[labelled]
+    cfg = spec.evaluation
+    return bootstrap_ci(metric, y, values, cfg.bootstrap_samples, cfg.confidence, spec.split.seed)

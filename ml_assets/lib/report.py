@@ -9,6 +9,7 @@ import io
 import numpy as np
 import polars as pl
 
+from ml_assets.lib.drift import DriftVerdict
 from ml_assets.lib.evaluation import Evaluation, Lineage, expected_calibration_error
 from ml_assets.lib.gate import GateDecision
 
@@ -280,3 +281,80 @@ def model_card(ev: Evaluation, decision: GateDecision, lineage: Lineage, descrip
 - Trained on data with fingerprint {lineage.data_fingerprint}; data outside the learned contract
   (ranges, categories) is rejected by validation, and scores for it are not supported.
 """
+
+
+def render_drift_html(
+    title: str,
+    verdict: DriftVerdict,
+    table: pl.DataFrame,
+    reference: pl.DataFrame,
+    current: pl.DataFrame,
+    scores: tuple[np.ndarray, np.ndarray],
+    top: int = 6,
+) -> str:
+    """One day's drift report: the verdict, the ranked table, and reference-vs-day
+    distributions of the most drifted features and of the predictions."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = table["feature"].head(top).to_list()
+    kinds = dict(zip(table["feature"].to_list(), table["kind"].to_list(), strict=True))
+    fig, axes = plt.subplots(
+        (len(names) + 2) // 3 + 1, 3, figsize=(12, 3 * ((len(names) + 2) // 3 + 1))
+    )
+    flat = list(np.ravel(axes))
+    _overlay(flat[0], scores[0], scores[1], "predicted score")
+    for ax, name in zip(flat[1:], names, strict=False):
+        if kinds[name] == "categorical":
+            _bars(ax, reference[name], current[name], name)
+        else:
+            ref = reference[name].drop_nulls().cast(pl.Float64).to_numpy()
+            _overlay(ax, ref, current[name].drop_nulls().cast(pl.Float64).to_numpy(), name)
+    for ax in flat[len(names) + 1 :]:
+        ax.axis("off")
+    fig.tight_layout()
+    png = _figure_png(fig)
+    reasons = "".join(f"<li>{html.escape(r)}</li>" for r in verdict.reasons) or "<li>none</li>"
+    body = [
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p><b>Retraining recommended:</b> {'YES' if verdict.retrain else 'no'}</p>",
+        f"<ul>{reasons}</ul>",
+        f"<p>Prediction PSI {verdict.prediction_psi:.4f}; drifted share "
+        f"{verdict.drifted_share:.0%}; max PSI {verdict.max_psi:.4f}.</p>",
+        "<h2>Features ranked by drift</h2>",
+        _table_html(table),
+        "<h2>Reference (champion's training sample) vs this day</h2>",
+        f'<img src="data:image/png;base64,{png}"/>',
+    ]
+    style = "body{font-family:sans-serif;max-width:1100px;margin:2em auto}td,th{padding:3px 8px}"
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style></head><body>"
+        + "\n".join(body)
+        + "</body></html>"
+    )
+
+
+def _overlay(ax: object, reference: np.ndarray, current: np.ndarray, name: str) -> None:
+    both = np.concatenate([reference, current])
+    if both.size == 0:
+        ax.set(title=f"{name}: no values")  # type: ignore[attr-defined]
+        return
+    bins = np.histogram_bin_edges(both, bins=30)
+    for values, label in ((reference, "reference"), (current, "day")):
+        ax.hist(values, bins=bins, density=True, alpha=0.5, label=label)  # type: ignore[attr-defined]
+    ax.set(title=name)  # type: ignore[attr-defined]
+    ax.legend()  # type: ignore[attr-defined]
+
+
+def _bars(ax: object, reference: pl.Series, current: pl.Series, name: str) -> None:
+    ref = reference.cast(pl.String).fill_null("(missing)")
+    cur = current.cast(pl.String).fill_null("(missing)")
+    levels = sorted(set(ref.to_list()) | set(cur.to_list()))
+    x = np.arange(len(levels))
+    for offset, series, label in ((-0.2, ref, "reference"), (0.2, cur, "day")):
+        shares = [float((series == v).mean()) for v in levels]
+        ax.bar(x + offset, shares, width=0.4, label=label)  # type: ignore[attr-defined]
+    ax.set(title=name, xticks=x, xticklabels=levels)  # type: ignore[attr-defined]
+    ax.legend()  # type: ignore[attr-defined]

@@ -33,15 +33,26 @@ class _Strict(BaseModel):
 
 
 class Source(_Strict):
-    """Where the raw data comes from: a CSV/Parquet file, or a statsmodels bundled dataset."""
+    """Where the raw data comes from: a CSV/Parquet file, a statsmodels bundled dataset, or the
+    most recent days of the spec's own monitored stream (``monitoring.incoming``)."""
 
     path: str | None = None
     statsmodels: str | None = None
+    recent_days: int | None = Field(
+        None,
+        ge=1,
+        description="train on the daily files of the last N days of monitoring.incoming, "
+        "ending at the run's window end (tag ml_assets/window_end) or the newest file",
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Source:
-        if (self.path is None) == (self.statsmodels is None):
-            raise ValueError("give exactly one of 'path' (CSV or Parquet file) or 'statsmodels'")
+        given = [v for v in (self.path, self.statsmodels, self.recent_days) if v is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of 'path' (CSV or Parquet file), 'statsmodels' (a bundled "
+                "dataset) or 'recent_days' (a window of the monitored daily stream)"
+            )
         return self
 
 
@@ -217,7 +228,8 @@ class ValidationConfig(_Strict):
 
 
 class MonitoringConfig(_Strict):
-    """Batch scoring of daily files with the registered champion (drift monitoring: next)."""
+    """Daily batch scoring with the registered champion, drift monitoring against its training
+    reference, and the thresholds at which retraining is requested."""
 
     start_date: dt.date = Field(description="first day of the daily partitions")
     incoming: str = Field(
@@ -347,6 +359,12 @@ def _check_consistency(spec: MLSpec) -> MLSpec:
         )
     if spec.split.group_columns and spec.split_strategy != "random":
         raise ValueError("split.group_columns needs split strategy 'random'")
+    if spec.source.recent_days is not None and (spec.monitoring is None or not spec.time_column):
+        raise ValueError(
+            "source 'recent_days' reads the daily files of monitoring.incoming: add a "
+            "'monitoring' section and a 'time_column' (the day of each row) so the window "
+            "splits by time"
+        )
     return spec
 
 
@@ -362,6 +380,8 @@ def _check_forecasting(spec: MLSpec) -> MLSpec:
         raise ValueError("forecasting always splits by time; remove 'split.strategy'")
     if spec.target in spec.drop or spec.time_column in spec.drop:
         raise ValueError("the target and time_column cannot be listed in 'drop'")
+    if spec.source.recent_days is not None:
+        raise ValueError("source 'recent_days' is for classification and regression specs")
     return spec
 
 

@@ -201,13 +201,20 @@ class Tracker:
         ref = self.champion_version(name)
         if ref is None:
             return None
+        return ChampionRef(ref[0], ref[1], self._load(f"models:/{name}@{CHAMPION_ALIAS}", ref[0]))
+
+    def load_version(self, name: str, version: str) -> ChampionRef:
+        """A registered version by number (e.g. the one that scored a day's rows)."""
+        mv = self.client.get_model_version(name, version)
+        model = self._load(f"models:/{name}/{version}", version)
+        return ChampionRef(version, str(mv.run_id), model)
+
+    def _load(self, uri: str, version: str) -> Model:
         self._activate()
         try:
-            pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION_ALIAS}")
-            model = pyfunc.unwrap_python_model().model
+            return mlflow.pyfunc.load_model(uri).unwrap_python_model().model
         except (MlflowException, AttributeError, ImportError, TypeError, ValueError) as exc:
-            raise ChampionLoadError(ref[0], f"{type(exc).__name__}: {exc}") from exc
-        return ChampionRef(ref[0], ref[1], model)
+            raise ChampionLoadError(version, f"{type(exc).__name__}: {exc}") from exc
 
     def run_url(self, ui_url: str, experiment_id: str, run_id: str) -> str:
         return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"

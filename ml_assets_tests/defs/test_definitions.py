@@ -25,9 +25,17 @@ def defs() -> dg.Definitions:
     return build_definitions()
 
 
+MONITORED_STAGES = [*STAGES, "predictions", "drift_report"]
+
+
 @pytest.mark.parametrize(
     ("spec", "stages"),
-    [("affairs", STAGES), ("doctor_visits", STAGES), ("co2", FORECAST_STAGES)],
+    [
+        ("affairs", STAGES),
+        ("doctor_visits", STAGES),
+        ("co2", FORECAST_STAGES),
+        ("churn", MONITORED_STAGES),
+    ],
 )
 def test_every_builtin_spec_has_its_graph_and_job(
     defs: dg.Definitions, spec: str, stages: list[str]
@@ -48,7 +56,26 @@ def test_every_builtin_spec_has_its_graph_and_job(
 def test_train_all_covers_every_spec(defs: dg.Definitions) -> None:
     job = defs.resolve_job_def("train_all")
     nodes = {n.name for n in job.graph.node_defs}
-    assert "affairs__champion_model" in nodes and "doctor_visits__champion_model" in nodes
+    for spec in ("affairs", "doctor_visits", "co2", "churn"):
+        assert f"{spec}__champion_model" in nodes
+    # Daily scoring is partitioned and runs in its own job, never inside training.
+    assert "churn__predictions" not in nodes and "churn__drift_report" not in nodes
+
+
+def test_monitored_spec_has_its_production_loop(defs: dg.Definitions) -> None:
+    score = defs.resolve_job_def("score_churn")
+    assert {n.name for n in score.graph.node_defs} == {"churn__predictions", "churn__drift_report"}
+    assert score.partitions_def is not None
+    sensor = defs.resolve_sensor_def("retrain_churn_on_drift")
+    assert sensor.job_name == "train_churn"
+    for name, job in (
+        ("score_churn_schedule", "score_churn"),
+        ("weekly_retrain_churn", "train_churn"),
+    ):
+        schedule = defs.resolve_schedule_def(name)
+        assert schedule.job_name == job
+        assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
 
 
 def test_gx_checks_on_data_are_blocking(defs: dg.Definitions) -> None:
@@ -76,6 +103,7 @@ def test_only_the_evaluation_report_reads_the_test_split(defs: dg.Definitions) -
     # after evaluation, by design. No training asset reads test rows.
     assert sorted(test_readers) == [
         "affairs/evaluation_report",
+        "churn/evaluation_report",
         "co2/evaluation_report",
         "co2/forecast",
         "doctor_visits/evaluation_report",

@@ -1,13 +1,15 @@
-"""The drift retraining sensor on an ephemeral instance: skip, fire once, no duplicates,
-cooldown."""
+"""The drift retraining sensor on an ephemeral instance (skip, fire once, no duplicates,
+cooldown), and the schedules of a monitored spec."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import dagster as dg
 
 from ml_assets.definitions import build_definitions
+from ml_assets.defs.resources import ArtifactStore
 
 SPEC = """
 name: watched
@@ -63,6 +65,8 @@ def test_no_drift_then_drift_then_repeat(tmp_path: Path) -> None:
         assert request.job_name in (None, "train_watched")
         assert request.tags["ml_assets/trigger"] == "drift"
         assert request.tags["ml_assets/max_psi"] == "0.9100"
+        # The retraining window ends at the drifted day, whatever arrives before it runs.
+        assert request.tags["ml_assets/window_end"] == "2026-01-11"
         assert "usage_hours" in request.tags["ml_assets/drifted_features"]
 
         again = _tick(sensor, instance, fired.cursor)
@@ -80,3 +84,34 @@ def test_weekly_retraining_schedule_is_running(tmp_path: Path) -> None:
     assert schedule.job_name == "train_watched"
     assert schedule.cron_schedule == "0 3 * * 1"
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+
+
+def test_daily_scoring_waits_for_the_incoming_file(tmp_path: Path) -> None:
+    (tmp_path / "history.csv").write_text("x,y\n1,0\n2,1\n")
+    (tmp_path / "watched.yaml").write_text(SPEC)
+    defs = build_definitions(str(tmp_path))
+    schedule = defs.resolve_schedule_def("score_watched_schedule")
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    store = ArtifactStore(base_dir=str(tmp_path / "data"))
+
+    def tick(morning: dt.datetime) -> dg.ScheduleExecutionData:
+        with dg.instance_for_test() as instance:
+            context = dg.build_schedule_context(
+                instance=instance,
+                scheduled_execution_time=morning,
+                resources={"artifacts": store},
+                repository_def=defs.get_repository_def(),
+            )
+            return schedule.evaluate_tick(context)
+
+    morning = dt.datetime(2026, 1, 12, 1, tzinfo=dt.UTC)
+    waiting = tick(morning)
+    assert not waiting.run_requests and "2026-01-11" in (waiting.skip_message or "")
+    incoming = tmp_path / "data" / "watched" / "incoming"
+    incoming.mkdir(parents=True)
+    (incoming / "2026-01-11.parquet").write_bytes(b"")
+    (request,) = tick(morning).run_requests or []
+    assert request.partition_key == "2026-01-11"
+    assert request.run_key == "watched:score:2026-01-11"
+    early = tick(dt.datetime(2026, 1, 1, 1, tzinfo=dt.UTC))
+    assert not early.run_requests and "before monitoring.start_date" in (early.skip_message or "")

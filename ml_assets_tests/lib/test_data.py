@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from ml_assets.lib.data import (
     feature_columns,
     fingerprint,
     load_raw,
+    load_recent_days,
     positive_class,
     required_source_columns,
 )
@@ -213,3 +215,57 @@ def test_positive_class_needs_exactly_two_values(values, count) -> None:
 def test_binary_target_encodes_positive_as_one() -> None:
     labels = binary_target(pl.Series("y", ["yes", "no", "yes"]), "yes")
     np.testing.assert_array_equal(labels, np.array([1, 0, 1]))
+
+
+def _monitored_spec(days: int = 3) -> MLSpec:
+    return MLSpec.model_validate(
+        {
+            "name": "stream",
+            "task": "classification",
+            "target": "y",
+            "source": {"recent_days": days},
+            "time_column": "day",
+            "monitoring": {"start_date": "2026-01-01"},
+        }
+    )
+
+
+def _write_days(directory: Path, days: list[str]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for i, day in enumerate(days):
+        pl.DataFrame(
+            {"day": [dt.date.fromisoformat(day)] * 2, "x": [i, i], "y": [0, 1]}
+        ).write_parquet(directory / f"{day}.parquet")
+
+
+def test_recent_days_window_ends_at_the_newest_file_or_the_given_day(tmp_path: Path) -> None:
+    days = ["2026-01-01", "2026-01-02", "2026-01-03", "2026-01-04", "2026-01-05"]
+    _write_days(tmp_path, days)
+    (tmp_path / "notes.txt").write_text("ignored")
+    (tmp_path / "2026-01-06.parquet.tmp").write_text("a write in progress is ignored")
+    frame, window = load_recent_days(_monitored_spec(3), tmp_path, None)
+    assert (window.start, window.end) == (dt.date(2026, 1, 3), dt.date(2026, 1, 5))
+    assert frame["x"].to_list() == [2, 2, 3, 3, 4, 4]  # day order
+    frame, window = load_recent_days(_monitored_spec(3), tmp_path, dt.date(2026, 1, 2))
+    assert frame["x"].unique().sort().to_list() == [0, 1]
+    assert window.missing == [dt.date(2025, 12, 31)]
+
+
+def test_recent_days_reports_missing_days_and_refuses_an_empty_window(tmp_path: Path) -> None:
+    _write_days(tmp_path, ["2026-01-01", "2026-01-04"])
+    _, window = load_recent_days(_monitored_spec(4), tmp_path, None)
+    assert window.loaded == [dt.date(2026, 1, 1), dt.date(2026, 1, 4)]
+    assert window.missing == [dt.date(2026, 1, 2), dt.date(2026, 1, 3)]
+    with pytest.raises(DataError, match=r"no daily file .* between 2026-02-08 and 2026-02-10"):
+        load_recent_days(_monitored_spec(3), tmp_path, dt.date(2026, 2, 10))
+    with pytest.raises(DataError, match=r"found no daily files <YYYY-MM-DD>.parquet in .*nowhere"):
+        load_recent_days(_monitored_spec(3), tmp_path / "nowhere", None)
+
+
+def test_recent_days_refuses_a_day_with_another_schema(tmp_path: Path) -> None:
+    _write_days(tmp_path, ["2026-01-01", "2026-01-02"])
+    pl.DataFrame({"day": [dt.date(2026, 1, 3)], "x": ["text"], "y": [1]}).write_parquet(
+        tmp_path / "2026-01-03.parquet"
+    )
+    with pytest.raises(DataError, match=r"2026-01-03.parquet has columns .* same schema"):
+        load_recent_days(_monitored_spec(3), tmp_path, None)

@@ -55,18 +55,32 @@ def test_feature_drift_ranks_and_flags() -> None:
 
 def test_verdict_reasons() -> None:
     from ml_assets.lib.drift import verdict
+    from ml_assets.lib.metrics import Estimate
 
     table = pl.DataFrame(
         {"feature": ["a", "b", "c"], "psi": [0.9, 0.3, 0.01], "drifted": [True, True, False]}
     )
-    fired = verdict(table, 0.4, 0.61, 0.70, True, max_drifted_share=0.5, max_psi=0.5)
+    champion = (0.70, 0.80)
+    bad_day = Estimate(0.61, 0.55, 0.67)
+    fired = verdict(table, 0.4, bad_day, champion, True, max_drifted_share=0.5, max_psi=0.5)
     assert fired.retrain and len(fired.reasons) == 3
     assert (
         "2 of 3 features drifted" in fired.reasons[0] and "max PSI 0.900 on 'a'" in fired.reasons[1]
     )
-    calm = verdict(table, 0.0, 0.75, 0.70, True, max_drifted_share=0.9, max_psi=1.0)
-    assert not calm.retrain and calm.reasons == []
-    lower_better = verdict(table, 0.0, 5.0, 4.0, False, max_drifted_share=0.9, max_psi=1.0)
-    assert (
-        lower_better.retrain and "outside the champion's test CI bound" in lower_better.reasons[0]
+    assert "realized 0.6100 [0.5500, 0.6700]" in fired.reasons[2]
+    calm = verdict(
+        table, 0.0, Estimate(0.75, 0.7, 0.8), champion, True, max_drifted_share=0.9, max_psi=1.0
     )
+    assert not calm.retrain and calm.reasons == []
+    # A noisy day whose point estimate dips below the CI but whose own CI overlaps it is no
+    # evidence of degradation.
+    noisy = verdict(
+        table, 0.0, Estimate(0.66, 0.58, 0.74), champion, True, max_drifted_share=0.9, max_psi=1.0
+    )
+    assert not noisy.retrain
+    lower_better = verdict(
+        table, 0.0, Estimate(5.0, 4.6, 5.4), (3.5, 4.0), False, max_drifted_share=0.9, max_psi=1.0
+    )
+    assert lower_better.retrain and "outside the champion's test CI" in lower_better.reasons[0]
+    unlabelled = verdict(table, 0.0, None, champion, True, max_drifted_share=0.9, max_psi=1.0)
+    assert not unlabelled.retrain and unlabelled.realized is None

@@ -16,6 +16,7 @@ from ml_assets.lib.evaluation import (
     expected_calibration_error,
     residual_summary,
     select_best,
+    tracking_metrics,
 )
 from ml_assets.lib.gate import Criterion, champion_not_comparable, decide
 from ml_assets.lib.metrics import Estimate
@@ -106,6 +107,7 @@ def test_evaluate_real_glm_gives_cis_for_all_metrics(
     assert ev.spec_name == "toy" and ev.primary == "roc_auc"
     assert ev.test_rows == t.test.height == 80
     assert ev.test_fingerprint == fingerprint(t.test)
+    assert not any(k.startswith("champion") for k in tracking_metrics(ev))  # none compared
     np.testing.assert_array_equal(ev.y_true, t.test["y"].to_numpy())
     assert ev.candidate.name == "glm_binomial" and ev.candidate.role == "candidate"
     assert [b.name for b in ev.baselines] == ["prior", "majority"]
@@ -177,6 +179,11 @@ def test_evaluate_with_champion(champion_eval: Evaluation) -> None:
     champ = champion_eval.champion.metrics["roc_auc"].value
     assert diff.value == pytest.approx(cand - champ)
     assert diff.value < 0
+    logged = tracking_metrics(champion_eval)
+    assert logged["champion_test_roc_auc"] == champ
+    assert logged["improvement_vs_champion_roc_auc"] == diff.value
+    assert logged["improvement_vs_champion_roc_auc_ci_lower"] <= diff.value
+    assert diff.value <= logged["improvement_vs_champion_roc_auc_ci_upper"]
     assert champion_eval.summary_table()["role"].to_list() == [
         "candidate",
         "baseline",

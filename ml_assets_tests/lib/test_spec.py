@@ -21,8 +21,10 @@ MINIMAL = {"name": "toy", "task": "classification", "target": "y"}
 
 def test_builtin_specs_are_discovered_and_valid() -> None:
     specs = {s.name: s for s in discover_specs()}
-    assert sorted(specs) == ["affairs", "co2", "doctor_visits"]
-    affairs, visits = specs["affairs"], specs["doctor_visits"]
+    assert sorted(specs) == ["affairs", "churn", "co2", "doctor_visits"]
+    affairs, visits, churn = specs["affairs"], specs["doctor_visits"], specs["churn"]
+    assert churn.source.recent_days == 14 and churn.monitoring is not None
+    assert churn.split_strategy == "temporal" and churn.time_column == "snapshot_date"
     assert affairs.task == "classification"
     assert affairs.source.statsmodels == "fair"
     assert affairs.derive == {"had_affair": "CAST(affairs > 0 AS INT)"}
@@ -97,6 +99,35 @@ def test_source_needs_exactly_one_of_path_or_statsmodels(write_spec) -> None:
     path = write_spec({**MINIMAL, "source": {"path": "data.csv", "statsmodels": "fair"}})
     with pytest.raises(SpecError, match="give exactly one of 'path'"):
         load_spec(path)
+
+
+MONITORED = {
+    **MINIMAL,
+    "source": {"recent_days": 14},
+    "time_column": "day",
+    "monitoring": {"start_date": "2026-01-01"},
+}
+
+
+def test_recent_days_source_reads_the_monitored_stream(write_spec) -> None:
+    spec = load_spec(write_spec(MONITORED))
+    assert spec.source.recent_days == 14 and spec.source_file is None
+    assert spec.split_strategy == "temporal"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"monitoring": None}, "add a 'monitoring' section and a 'time_column'"),
+        ({"time_column": None}, "add a 'monitoring' section and a 'time_column'"),
+        ({"source": {"recent_days": 0}}, "source.recent_days"),
+        ({"source": {"recent_days": 7, "statsmodels": "fair"}}, "give exactly one of"),
+    ],
+)
+def test_recent_days_source_needs_monitoring_and_time(write_spec, override, message) -> None:
+    body = {k: v for k, v in {**MONITORED, **override}.items() if v is not None}
+    with pytest.raises(SpecError, match=message):
+        load_spec(write_spec(body))
 
 
 def test_unknown_statsmodels_dataset_suggests_close_name(write_spec) -> None:
@@ -263,7 +294,7 @@ def test_discover_specs_adds_extra_directory(write_spec, tmp_path: Path) -> None
     extra = tmp_path / "extra"
     write_spec({**MINIMAL, "name": "my_use_case"}, filename="mine.yaml", directory=extra)
     names = [s.name for s in discover_specs(str(extra))]
-    assert names == ["affairs", "co2", "doctor_visits", "my_use_case"]
+    assert names == ["affairs", "churn", "co2", "doctor_visits", "my_use_case"]
 
 
 def test_duplicate_name_across_builtin_and_extra_dir_raises(write_spec, tmp_path: Path) -> None:

@@ -190,6 +190,25 @@ def test_temporal_split_keeps_equal_times_together() -> None:
     assert check_time_order(spec, splits).passed
 
 
+def test_proportions_allow_for_whole_days_but_not_more() -> None:
+    # 14 daily snapshots of 100 rows: 60% cannot be cut exactly (8 days = 57%).
+    spec = _temporal_spec()
+    features = pl.DataFrame({"t": np.repeat(np.arange(14), 100), "y": np.arange(1400)})
+    splits = assign_splits(spec, features.with_row_index(ROW_ID))
+    assert _rows(splits, "train").height == 800
+    assert check_proportions(spec, splits).passed
+    lopsided = splits.with_columns(
+        pl.when(pl.col("t") < 4).then(pl.lit("train")).otherwise(pl.col(SPLIT)).alias(SPLIT)
+    ).with_columns(
+        pl.when(pl.col("t").is_between(4, 10))
+        .then(pl.lit("validation"))
+        .otherwise(pl.col(SPLIT))
+        .alias(SPLIT)
+    )
+    result = check_proportions(spec, lopsided)
+    assert not result.passed and "validation" in result.detail
+
+
 def test_temporal_numeric_gap_leaves_rows_out() -> None:
     spec = _temporal_spec(gap=5)
     splits = assign_splits(spec, _temporal_features(100))

@@ -1,0 +1,173 @@
+"""A compressed run of the production loop on the synthetic churn stream.
+
+Days arrive one at a time. Each day the real ``score_<spec>`` job materializes that day's
+``predictions`` and ``drift_report`` partitions, then the real ``retrain_<spec>_on_drift`` sensor
+is evaluated against the same instance, and any run it requests is executed as ``train_<spec>``
+with the request's tags, exactly as the daemon would launch it. At the end, the real weekly
+safety-net schedule is evaluated and its run executed. Used by ``make demo`` and the
+end-to-end monitoring test; under ``dagster dev`` the daemon plays this role.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from ml_assets.lib.churn import ChurnStream
+
+
+@dataclass(frozen=True)
+class DayOutcome:
+    """What happened on one simulated day."""
+
+    day: str
+    drift: dict[str, Any]
+    sensor: str
+    requested: dg.RunRequest | None = None
+    retrain: dict[str, Any] | None = None
+
+
+@dataclass
+class Simulation:
+    """The outcome of a simulated stretch of days."""
+
+    days: list[DayOutcome] = field(default_factory=list)
+    weekly: dict[str, Any] | None = None
+
+    @property
+    def requests(self) -> list[dg.RunRequest]:
+        return [d.requested for d in self.days if d.requested is not None]
+
+
+def _metadata(result: dg.ExecuteInProcessResult, stage: str) -> dict[str, Any]:
+    for event in result.get_asset_materialization_events():
+        materialization = event.materialization
+        if materialization.asset_key.path[-1] == stage:
+            return {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
+    return {}
+
+
+def _quiet(log_level: str) -> dict[str, Any]:
+    """Run config for the console logger; the runs' full logs stay in the instance."""
+    return {"loggers": {"console": {"config": {"log_level": log_level}}}}
+
+
+def _train(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    spec: str,
+    tags: dict[str, str],
+    log_level: str,
+) -> dict[str, Any]:
+    """Run ``train_<spec>`` with ``tags``; the champion_model metadata says what the gate did."""
+    result = defs.resolve_job_def(f"train_{spec}").execute_in_process(
+        instance=instance, tags=tags, raise_on_error=False, run_config=_quiet(log_level)
+    )
+    outcome = _metadata(result, "champion_model")
+    raw = _metadata(result, "raw_data")
+    return {
+        "run_id": result.run_id,
+        "success": result.success,
+        "window": f"{raw.get('window_start')} .. {raw.get('window_end')}",
+        **outcome,
+    }
+
+
+def _line(outcome: DayOutcome) -> str:
+    d = outcome.drift
+    realized = next(
+        (v for k, v in d.items() if k.startswith("realized_") and k.endswith("_ci")), "n/a"
+    )
+    text = (
+        f"{outcome.day}  model v{d.get('model_version')}  drifted "
+        f"{float(d.get('drifted_share', 0.0)):4.0%}  max PSI {float(d.get('max_psi', 0.0)):.3f}  "
+        f"prediction PSI {float(d.get('prediction_psi', 0.0)):.3f}  realized {realized}  "
+        f"retrain recommended: {d.get('retrain_recommended')}\n    sensor: {outcome.sensor}"
+    )
+    if outcome.retrain is not None:
+        text += "\n    " + _train_line(outcome.retrain)
+    return text
+
+
+def _train_line(outcome: dict[str, Any]) -> str:
+    if not outcome.get("success"):
+        return f"train run {outcome['run_id']} FAILED (see the Dagster UI)"
+    verdict = (
+        "PROMOTED to champion"
+        if outcome.get("promoted")
+        else f"NOT promoted, champion stays v{outcome.get('champion_version')}: "
+        f"{outcome.get('reasons')}"
+    )
+    return (
+        f"train on days {outcome['window']}: registered v{outcome.get('registered_version')}, "
+        f"{verdict}"
+    )
+
+
+def simulate(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    stream: ChurnStream,
+    incoming: Path,
+    days: range,
+    spec: str = "churn",
+    weekly_retrain: bool = True,
+    say: Callable[[str], object] = lambda _: None,
+    log_level: str = "INFO",
+) -> Simulation:
+    """Let ``days`` of ``stream`` arrive in ``incoming`` one by one, scoring, monitoring and
+    retraining as the definitions' own job, sensor and schedule decide."""
+    score_job = defs.resolve_job_def(f"score_{spec}")
+    sensor = defs.resolve_sensor_def(f"retrain_{spec}_on_drift")
+    cursor: str | None = None
+    out = Simulation()
+    for index in days:
+        stream.write(incoming, range(index, index + 1))
+        day = stream.day(index).isoformat()
+        scored = score_job.execute_in_process(
+            instance=instance,
+            partition_key=day,
+            raise_on_error=False,
+            run_config=_quiet(log_level),
+        )
+        if not scored.success:
+            raise RuntimeError(f"score_{spec} failed for {day} (run {scored.run_id})")
+        tick = sensor.evaluate_tick(
+            dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+        )
+        cursor = tick.cursor or cursor
+        request = tick.run_requests[0] if tick.run_requests else None
+        retrain = _train(defs, instance, spec, dict(request.tags), log_level) if request else None
+        message = (
+            f"requested train_{spec} (run key {request.run_key})"
+            if request
+            else tick.skip_message or "no request"
+        )
+        outcome = DayOutcome(day, _metadata(scored, "drift_report"), message, request, retrain)
+        out.days.append(outcome)
+        say(_line(outcome))
+    if weekly_retrain and days:
+        out.weekly = _weekly(defs, instance, spec, stream.day(days[-1]), log_level)
+        say("weekly safety-net retrain: " + _train_line(out.weekly))
+    return out
+
+
+def _weekly(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    spec: str,
+    last_day: dt.date,
+    log_level: str,
+) -> dict[str, Any]:
+    """Evaluate the weekly retraining schedule on the morning after ``last_day`` and run it."""
+    schedule = defs.resolve_schedule_def(f"weekly_retrain_{spec}")
+    when = dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time(3), tzinfo=dt.UTC)
+    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
+    requests = schedule.evaluate_tick(context).run_requests or []
+    tags = {**(dict(requests[0].tags) if requests else {}), "ml_assets/trigger": "weekly"}
+    return _train(defs, instance, spec, tags, log_level)
