@@ -26,8 +26,15 @@ $(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DAGSTER_HOME)
 	printf 'telemetry:\n  enabled: false\n' > $@
 
+# Train every spec (churn on the first 14 days of its stream), then let 16 more churn days
+# arrive with drift from day 20: scoring, drift reports, the retraining sensor and the weekly
+# schedule run for real against the same Dagster instance and MLflow registry.
 demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m ml_assets.cli stream --days 14 --drift-day 20 --restart
 	status=0; $(BIN)/dagster job execute -m ml_assets.definitions -j train_all || status=$$?; \
+	  echo; echo "=== churn: days 14-29 arrive, drift from day 20 (logs: $(DAGSTER_HOME)/simulate.log) ==="; \
+	  $(BIN)/python -m ml_assets.cli simulate --from-day 14 --to-day 30 --drift-day 20 \
+	    2> $(DAGSTER_HOME)/simulate.log || { status=$$?; tail -n 20 $(DAGSTER_HOME)/simulate.log; }; \
 	  echo; echo "=== ml_assets summary ==="; $(BIN)/python -m ml_assets.cli summary; exit $$status
 
 test: $(STAMP)
