@@ -895,6 +895,11 @@ def _predictions(spec: MLSpec) -> dg.AssetsDefinition:
             )
         with path.open("rb") as fh:
             rows = data_lib.derive_inputs(spec, pl.read_parquet(fh))
+        if rows.height == 0:
+            raise data_lib.DataError(
+                f"spec '{spec.name}': incoming file {path} for {day} has no rows; replace it "
+                "with the day's rows and re-run this partition"
+            )
         ref = mlflow.tracker().load_champion(spec.name)
         if ref is None:
             raise RuntimeError(

@@ -9,7 +9,7 @@ import polars as pl
 
 from ml_assets.definitions import build_definitions
 from ml_assets.lib.churn import ChurnStream
-from ml_assets_tests.helpers import mlflow_client, run_job
+from ml_assets_tests.helpers import mlflow_client, run_job, step_error_text
 
 SPEC = """
 name: shop_churn
@@ -50,6 +50,14 @@ def test_daily_partition_is_scored_by_the_champion(home: Path, tmp_path: Path) -
         instance=instance, partition_key="2026-01-20", raise_on_error=False
     )
     assert not missing.success
+    assert "no incoming rows for 2026-01-20" in step_error_text(missing)
+    stream.generate(9).head(0).write_parquet(incoming / "2026-01-21.parquet")
+    empty = defs.resolve_job_def("score_shop_churn").execute_in_process(
+        instance=instance, partition_key="2026-01-21", raise_on_error=False
+    )
+    assert not empty.success and "2026-01-21.parquet for 2026-01-21 has no rows" in (
+        step_error_text(empty)
+    )
     schedule = defs.resolve_schedule_def("score_shop_churn_schedule")
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
 
