@@ -1066,6 +1066,14 @@ def _retrain_on_drift(spec: MLSpec) -> dg.SensorDefinition:
         meta = {k: getattr(v, "value", v) for k, v in report.metadata.items()}
         if not meta.get("retrain_recommended"):
             return dg.SkipReason(f"{report.partition}: {meta.get('reasons', 'within thresholds')}")
+        newest = max(context.instance.get_materialized_partitions(key), default=None)
+        if newest is not None and str(report.partition) < newest:
+            # A re-scored past day says nothing about today; retraining on its window would
+            # train on stale data.
+            return dg.SkipReason(
+                f"{report.partition} is a re-run of a past day (newest report: {newest}); "
+                "drift retraining follows the newest day only"
+            )
         cursor = json.loads(context.cursor) if context.cursor else {}
         if cursor.get("partition") == report.partition:
             return dg.SkipReason(f"retraining for {report.partition} already requested")

@@ -77,6 +77,17 @@ def test_no_drift_then_drift_then_repeat(tmp_path: Path) -> None:
         assert cooled.run_requests == [] and "cooldown" in (cooled.skip_message or "")
 
 
+def test_a_rescored_past_day_does_not_trigger_retraining(tmp_path: Path) -> None:
+    (tmp_path / "history.csv").write_text("x,y\n1,0\n2,1\n")
+    (tmp_path / "watched.yaml").write_text(SPEC)
+    sensor = build_definitions(str(tmp_path)).resolve_sensor_def("retrain_watched_on_drift")
+    with dg.instance_for_test() as instance:
+        _report(instance, "2026-01-12", retrain=False)
+        _report(instance, "2026-01-05", retrain=True)  # a backfill of an old, drifted day
+        stale = _tick(sensor, instance, None)
+        assert stale.run_requests == [] and "re-run of a past day" in (stale.skip_message or "")
+
+
 def test_weekly_retraining_schedule_is_running(tmp_path: Path) -> None:
     (tmp_path / "history.csv").write_text("x,y\n1,0\n2,1\n")
     (tmp_path / "watched.yaml").write_text(SPEC)
