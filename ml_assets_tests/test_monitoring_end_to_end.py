@@ -91,6 +91,7 @@ def test_drift_is_detected_retraining_runs_once_and_the_gate_decides(home: Path)
     assert weekly is not None and weekly["success"]
     assert weekly["window"] == "2026-01-17 .. 2026-01-30"
     assert weekly["registered_version"] == "3" and weekly["promoted"] is True
+    assert str(weekly["vs_champion"]).endswith(f"over v{retrain['champion_version']}")
     metrics, run_tags = _gate("3")
     assert metrics["improvement_vs_champion_roc_auc"] > 0.01
     assert metrics["champion_test_roc_auc"] < metrics["test_roc_auc"]

@@ -767,6 +767,9 @@ def _evaluation_report(spec: MLSpec) -> dg.AssetsDefinition:
                 f"test_{primary}_ci": f"[{cand.lower:.4f}, {cand.upper:.4f}]",
                 f"baseline_test_{primary}": base.value,
                 "improvement_vs_baseline": ev.vs_baseline.fmt(),
+                "improvement_vs_champion": f"{ev.vs_champion.fmt()} over v{champion_version}"
+                if ev.vs_champion is not None
+                else "no champion compared",
                 "gate": dg.MetadataValue.md(decision.markdown()),
                 "gate_passed": decision.promote,
                 "report": dg.MetadataValue.path(str(path)),

@@ -70,10 +70,12 @@ def _train(
     )
     outcome = _metadata(result, "champion_model")
     raw = _metadata(result, "raw_data")
+    report = _metadata(result, "evaluation_report")
     return {
         "run_id": result.run_id,
         "success": result.success,
         "window": f"{raw.get('window_start')} .. {raw.get('window_end')}",
+        "vs_champion": report.get("improvement_vs_champion"),
         **outcome,
     }
 
@@ -105,7 +107,7 @@ def _train_line(outcome: dict[str, Any]) -> str:
     )
     return (
         f"train on days {outcome['window']}: registered v{outcome.get('registered_version')}, "
-        f"{verdict}"
+        f"test improvement vs champion {outcome.get('vs_champion')}: {verdict}"
     )
 
 
