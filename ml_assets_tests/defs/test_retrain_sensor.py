@@ -102,18 +102,21 @@ def test_daily_scoring_waits_for_the_incoming_file(tmp_path: Path) -> None:
     (tmp_path / "watched.yaml").write_text(SPEC)
     defs = build_definitions(str(tmp_path))
     schedule = defs.resolve_schedule_def("score_watched_schedule")
+    repository = defs.get_repository_def()
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     store = ArtifactStore(base_dir=str(tmp_path / "data"))
 
     def tick(morning: dt.datetime) -> dg.ScheduleExecutionData:
-        with dg.instance_for_test() as instance:
-            context = dg.build_schedule_context(
-                instance=instance,
-                scheduled_execution_time=morning,
-                resources={"artifacts": store},
-                repository_def=defs.get_repository_def(),
-            )
-            return schedule.evaluate_tick(context)
+        # A plain ephemeral instance: evaluating a schedule enters its instance itself, and
+        # entering one already entered by instance_for_test() leaves that temporary instance
+        # as dagster's current defs-state storage for every later test in the process.
+        context = dg.build_schedule_context(
+            instance=dg.DagsterInstance.ephemeral(),
+            scheduled_execution_time=morning,
+            resources={"artifacts": store},
+            repository_def=repository,
+        )
+        return schedule.evaluate_tick(context)
 
     morning = dt.datetime(2026, 1, 12, 1, tzinfo=dt.UTC)
     waiting = tick(morning)
