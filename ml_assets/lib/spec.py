@@ -382,6 +382,11 @@ def _check_forecasting(spec: MLSpec) -> MLSpec:
         raise ValueError("the target and time_column cannot be listed in 'drop'")
     if spec.source.recent_days is not None:
         raise ValueError("source 'recent_days' is for classification and regression specs")
+    if spec.monitoring is not None:
+        raise ValueError(
+            "'monitoring' (daily scoring and drift) is for classification and regression specs; "
+            "a forecasting spec's outlook is its 'forecast' asset"
+        )
     return spec
 
 

@@ -130,6 +130,20 @@ def test_recent_days_source_needs_monitoring_and_time(write_spec, override, mess
         load_spec(write_spec(body))
 
 
+def test_monitoring_is_not_for_forecasting(make_spec) -> None:
+    with pytest.raises(ValueError, match="'monitoring' .* is for classification and regression"):
+        make_spec(
+            {
+                "task": "forecasting",
+                "metrics": None,
+                "candidates": None,
+                "time_column": "t",
+                "forecast": {"frequency": "1d", "horizon": 7},
+                "monitoring": {"start_date": "2026-01-01"},
+            }
+        )
+
+
 def test_unknown_statsmodels_dataset_suggests_close_name(write_spec) -> None:
     path = write_spec({**MINIMAL, "source": {"statsmodels": "fiar"}})
     with pytest.raises(SpecError) as err:
