@@ -153,6 +153,41 @@ def test_paired_improvement_ci_includes_zero_for_equivalent_predictors() -> None
     assert est.lower < 0 < est.upper
 
 
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("roc_auc", "classification"),
+        ("log_loss", "classification"),
+        ("brier", "classification"),
+        ("rmse", "regression"),
+        ("mae", "regression"),
+    ],
+)
+def test_vectorised_resamples_equal_scikit_learn_on_each_resample(name: str, data: str) -> None:
+    """The array shortcut for the bootstrap gives scikit-learn's value on every resample."""
+    from ml_assets.lib.metrics import _resample_indices, _resampled
+
+    y, good, _ = _classification(60) if data == "classification" else _regression(60)
+    if data == "classification":
+        good = np.round(good, 1)  # ties in the scores, as a coarse model gives
+        y[:8] = [0, 0, 0, 0, 0, 0, 1, 1]  # resamples of these 8 rows may hold one class
+    metric = get_metric(name)
+    indices = _resample_indices(8, 300, seed=1)  # 8 rows: single-class resamples happen
+    fast = _resampled(metric, y[:8], good[:8], indices)
+    slow = [
+        score(metric, y[:8][idx], good[:8][idx])
+        if len(set(y[:8][idx])) > 1 or name != "roc_auc"
+        else np.nan
+        for idx in indices
+    ]
+    np.testing.assert_allclose(fast, slow, rtol=1e-10, atol=1e-12)
+    if name == "roc_auc":
+        assert np.isnan(fast).any() and not np.isnan(fast).all()
+    full = _resample_indices(60, 200, seed=2)
+    slow = [score(metric, y[idx], good[idx]) for idx in full]
+    np.testing.assert_allclose(_resampled(metric, y, good, full), slow, rtol=1e-10, atol=1e-12)
+
+
 def test_relative_improvement_sign() -> None:
     auc, rmse = get_metric("roc_auc"), get_metric("rmse")
     assert relative_improvement(auc, 0.75, 0.5) == pytest.approx(0.5)
