@@ -1,4 +1,5 @@
-"""Metrics (scikit-learn's implementations), bootstrap confidence intervals and paired tests."""
+"""Metrics (scikit-learn's implementations), bootstrap confidence intervals and paired tests
+(vectorised over resamples for the metrics that allow it)."""
 
 from __future__ import annotations
 
