@@ -165,12 +165,14 @@ def _resampled(
         return out
     step = max(1, _CHUNK_CELLS // max(indices.shape[1], 1))
     truth, values = y_true.astype(float), y.astype(float)
-    return np.concatenate(
-        [
-            rows(truth[block], values[block])
-            for block in np.split(indices, range(step, len(indices), step))
-        ]
-    )
+    out = []
+    for block in np.split(indices, range(step, len(indices), step)):
+        t = truth[block]
+        result = rows(t, values[block])
+        if metric.kind == "score":  # the same rule as _valid: one class, no value
+            result = np.where(t.min(axis=1) < t.max(axis=1), result, np.nan)
+        out.append(result)
+    return np.concatenate(out)
 
 
 def bootstrap_ci(
