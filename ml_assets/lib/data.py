@@ -113,15 +113,34 @@ def load_recent_days(
     window = recent_window(spec, list(files), end, str(directory))
     frames = []
     for day in window.loaded:
-        with files[day].open("rb") as fh:
-            frames.append(pl.read_parquet(fh))
-        if frames[-1].schema != frames[0].schema:
+        frames.append(read_day_file(spec, files[day]))
+        if frames[-1].columns != frames[0].columns:
             raise DataError(
-                f"spec '{spec.name}': daily file {files[day]} has columns "
-                f"{dict(frames[-1].schema)}, but {files[window.loaded[0]]} has "
-                f"{dict(frames[0].schema)}; every day of the window needs the same schema"
+                f"spec '{spec.name}': daily file {files[day]} has columns {frames[-1].columns}, "
+                f"but {files[window.loaded[0]]} has {frames[0].columns}; every day of the "
+                "window needs the same columns"
             )
-    return pl.concat(frames), window
+    # Relaxed: a day whose column is all null (type Null) joins the others' type; real type
+    # conflicts are left to the raw_data contract, which names the column.
+    frame = pl.concat(frames, how="vertical_relaxed")
+    if frame.height == 0:
+        raise DataError(
+            f"spec '{spec.name}': the daily files of {window.start}..{window.end} in {directory} "
+            "hold no rows"
+        )
+    return frame, window
+
+
+def read_day_file(spec: MLSpec, path: Path) -> pl.DataFrame:
+    """One daily parquet file; an unreadable one is named in the error."""
+    try:
+        with path.open("rb") as fh:
+            return pl.read_parquet(fh)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise DataError(
+            f"spec '{spec.name}': cannot read daily file {path}: {exc}. Replace the file "
+            "(it may be truncated or still being written) and re-run"
+        ) from exc
 
 
 def required_source_columns(spec: MLSpec) -> list[str]:

@@ -262,10 +262,31 @@ def test_recent_days_reports_missing_days_and_refuses_an_empty_window(tmp_path: 
         load_recent_days(_monitored_spec(3), tmp_path / "nowhere", None)
 
 
-def test_recent_days_refuses_a_day_with_another_schema(tmp_path: Path) -> None:
+def test_recent_days_refuses_a_day_with_other_columns(tmp_path: Path) -> None:
     _write_days(tmp_path, ["2026-01-01", "2026-01-02"])
-    pl.DataFrame({"day": [dt.date(2026, 1, 3)], "x": ["text"], "y": [1]}).write_parquet(
+    pl.DataFrame({"day": [dt.date(2026, 1, 3)], "z": [1.0], "y": [1]}).write_parquet(
         tmp_path / "2026-01-03.parquet"
     )
-    with pytest.raises(DataError, match=r"2026-01-03.parquet has columns .* same schema"):
+    with pytest.raises(DataError, match=r"2026-01-03.parquet has columns .* same columns"):
         load_recent_days(_monitored_spec(3), tmp_path, None)
+
+
+def test_recent_days_accepts_an_all_null_day_and_names_unreadable_or_empty_files(
+    tmp_path: Path,
+) -> None:
+    _write_days(tmp_path, ["2026-01-01", "2026-01-02"])
+    pl.DataFrame(
+        {"day": [dt.date(2026, 1, 3)], "x": pl.Series([None], dtype=pl.Null), "y": [1]}
+    ).write_parquet(tmp_path / "2026-01-03.parquet")
+    frame, _ = load_recent_days(_monitored_spec(3), tmp_path, None)
+    assert frame["x"].null_count() == 1 and frame.height == 5
+    (tmp_path / "2026-01-04.parquet").write_bytes(b"PAR1 truncated")
+    with pytest.raises(DataError, match=r"cannot read daily file .*2026-01-04.parquet"):
+        load_recent_days(_monitored_spec(3), tmp_path, None)
+    empty = tmp_path / "empty"
+    _write_days(empty, ["2026-01-01"])
+    pl.read_parquet(empty / "2026-01-01.parquet").head(0).write_parquet(
+        empty / "2026-01-01.parquet"
+    )
+    with pytest.raises(DataError, match=r"2025-12-30..2026-01-01 in .* hold no rows"):
+        load_recent_days(_monitored_spec(3), empty, None)
