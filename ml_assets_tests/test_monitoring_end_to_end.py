@@ -11,7 +11,7 @@ import polars as pl
 from ml_assets.definitions import build_definitions
 from ml_assets.defs.simulation import simulate
 from ml_assets.lib.churn import ChurnStream
-from ml_assets_tests.helpers import mlflow_client, run_job
+from ml_assets_tests.helpers import check_results, mlflow_client, run_job
 
 DRIFT_DAY = 20  # 2026-01-21
 
@@ -58,15 +58,12 @@ def test_drift_is_detected_retraining_runs_once_and_the_gate_decides(home: Path)
             assert day.drift["retrain_recommended"] is True
             assert day.requested is None and "cooldown" in day.sensor
 
-    # A repeated tick on the same drift report requests nothing.
+    # Another tick with the loop's cursor, on the same newest report, requests nothing.
     sensor = defs.resolve_sensor_def("retrain_churn_on_drift")
-    cursor = None
-    for _ in range(2):
-        tick = sensor.evaluate_tick(
-            dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
-        )
-        cursor = tick.cursor or cursor
-    assert tick.run_requests == []
+    again = sensor.evaluate_tick(
+        dg.build_sensor_context(instance=instance, cursor=sim.cursor, definitions=defs)
+    )
+    assert again.run_requests == [] and "cooldown" in (again.skip_message or "")
 
     # The requested run trained on the 14 days ending at the drifted day, was registered, and
     # took the alias only if the gate (champion compared on the same recent holdout) said so.
@@ -95,6 +92,15 @@ def test_drift_is_detected_retraining_runs_once_and_the_gate_decides(home: Path)
     metrics, run_tags = _gate("3")
     assert metrics["improvement_vs_champion_roc_auc"] > 0.01
     assert metrics["champion_test_roc_auc"] < metrics["test_roc_auc"]
+    assert str(client.get_model_version_by_alias("churn", "champion").version) == "3"
+
+    # Re-running the old drift retraining (window ending 2026-01-21) now would compare with a
+    # champion that learned from those test days: refused, and the champion stays.
+    stale = defs.resolve_job_def("train_churn").execute_in_process(
+        instance=instance, tags=dict(tags), raise_on_error=False
+    )
+    gate = check_results(stale)["promotion_gate"]
+    assert not gate.passed and "v3 was trained on data up to 2026-01-27" in str(gate.description)
     assert str(client.get_model_version_by_alias("churn", "champion").version) == "3"
 
     scored = pl.read_parquet(home / "data" / "churn" / "predictions" / "2026-01-30.parquet")

@@ -376,12 +376,18 @@ def _log_trained(
     val = model_lib.validation_metrics(model, prepared, spec.all_metrics)
     train = prepared.train
     reference = train.sample(min(train.height, REFERENCE_ROWS), seed=spec.split.seed)
+    tags = _lineage_tags(spec, context, fingerprint)
+    if spec.time_column:  # later evaluations check this model never saw their test period
+        seen = max(
+            prepared.train[spec.time_column].max(), prepared.validation[spec.time_column].max()
+        )
+        tags[gate_lib.SEEN_UNTIL_TAG] = str(seen)
     logged = mlflow.tracker().log_model(
         spec.name,
         model,
         train,
         val,
-        _lineage_tags(spec, context, fingerprint),
+        tags,
         reference=reference.select(model.features) if model.role == "candidate" else None,
     )
     context.log.info(f"{model.name}: validation {val}; MLflow run {logged.run_id}")
@@ -527,6 +533,19 @@ def _champion_for_comparison(
         return None, exc.version, (gate_lib.champion_not_comparable(exc.version, exc.reason),)
     if ref is None:
         return None, None, ()
+    seen = tracker.client.get_run(ref.run_id).data.tags.get(gate_lib.SEEN_UNTIL_TAG)
+    if spec.time_column and seen is not None:
+        test_start = test[spec.time_column].min()
+        if gate_lib.saw_period(seen, test_start):
+            context.log.error(
+                f"current champion v{ref.version} was trained on data up to {seen}, which "
+                f"reaches into this test split (from {test_start})"
+            )
+            return (
+                None,
+                ref.version,
+                (gate_lib.champion_saw_test_period(ref.version, seen, test_start),),
+            )
     model = dataclasses.replace(ref.model, name=f"champion_v{ref.version}")
     try:
         model.predict(test)
@@ -896,8 +915,7 @@ def _predictions(spec: MLSpec) -> dg.AssetsDefinition:
             raise data_lib.DataError(
                 f"spec '{spec.name}': no incoming rows for {day}: expected the file {path}"
             )
-        with path.open("rb") as fh:
-            rows = data_lib.derive_inputs(spec, pl.read_parquet(fh))
+        rows = data_lib.derive_inputs(spec, data_lib.read_day_file(spec, path))
         if rows.height == 0:
             raise data_lib.DataError(
                 f"spec '{spec.name}': incoming file {path} for {day} has no rows; replace it "
@@ -1020,29 +1038,44 @@ def _drift_report(spec: MLSpec) -> dg.AssetsDefinition:
     return drift_report
 
 
+SCORING_LOOKBACK_DAYS = 7
+
+
 def _daily_scoring(spec: MLSpec, job: Any) -> dg.ScheduleDefinition:
-    """Each morning, score and monitor yesterday's partition once its incoming file is there;
-    a day whose file has not arrived is skipped with the path it waited for."""
+    """Every hour, score and monitor each of the last days whose incoming file has arrived and
+    whose partition is not scored yet (oldest first); a late file is picked up on the next tick.
+    Run keys keep a day from being launched twice."""
     monitoring = spec.monitoring
     assert monitoring is not None
+    key = _key(spec, "predictions")
 
     @dg.schedule(
         name=f"score_{spec.name}_schedule",
         job=job,
-        cron_schedule="0 1 * * *",
+        cron_schedule="0 * * * *",
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description=f"Daily: score yesterday's '{spec.name}' rows and report drift",
+        description=f"Hourly: score and report drift for each of the last "
+        f"{SCORING_LOOKBACK_DAYS} days of '{spec.name}' whose file has arrived",
     )
     def daily_scoring(context: dg.ScheduleEvaluationContext, artifacts: ArtifactStore) -> Any:
-        scheduled = context.scheduled_execution_time or dt.datetime.now(dt.UTC)
-        yesterday = scheduled.date() - dt.timedelta(days=1)
-        if yesterday < monitoring.start_date:
-            return dg.SkipReason(f"{yesterday} is before monitoring.start_date")
-        day = yesterday.isoformat()
-        path = artifacts.incoming_path(spec.name, monitoring.incoming, day)
-        if not path.exists():
-            return dg.SkipReason(f"no incoming rows for {day} yet: waiting for {path}")
-        return dg.RunRequest(run_key=f"{spec.name}:score:{day}", partition_key=day)
+        now = context.scheduled_execution_time or dt.datetime.now(dt.UTC)
+        scored = context.instance.get_materialized_partitions(key)
+        days = [now.date() - dt.timedelta(days=n) for n in range(SCORING_LOOKBACK_DAYS, 0, -1)]
+        due = [d.isoformat() for d in days if d >= monitoring.start_date]
+        requests = [
+            dg.RunRequest(run_key=f"{spec.name}:score:{day}", partition_key=day)
+            for day in due
+            if day not in scored
+            and artifacts.incoming_path(spec.name, monitoring.incoming, day).exists()
+        ]
+        if requests:
+            return requests
+        if not due:
+            return dg.SkipReason(f"no day since monitoring.start_date {monitoring.start_date} yet")
+        latest = artifacts.incoming_path(spec.name, monitoring.incoming, due[-1])
+        if due[-1] in scored:
+            return dg.SkipReason(f"every day up to {due[-1]} with a file is scored")
+        return dg.SkipReason(f"nothing new to score: waiting for {due[-1]} at {latest}")
 
     return daily_scoring
 

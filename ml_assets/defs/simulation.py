@@ -38,6 +38,7 @@ class Simulation:
 
     days: list[DayOutcome] = field(default_factory=list)
     weekly: dict[str, Any] | None = None
+    cursor: str | None = None  # the sensor's cursor after the last day, as the daemon keeps it
 
     @property
     def requests(self) -> list[dg.RunRequest]:
@@ -142,7 +143,7 @@ def simulate(
         tick = sensor.evaluate_tick(
             dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
         )
-        cursor = tick.cursor or cursor
+        cursor = out.cursor = tick.cursor or cursor
         request = tick.run_requests[0] if tick.run_requests else None
         retrain = _train(defs, instance, spec, dict(request.tags), log_level) if request else None
         message = (

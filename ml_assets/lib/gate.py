@@ -129,3 +129,27 @@ def champion_not_comparable(version: str, error: str) -> Criterion:
         f"current champion v{version} could not be scored on this test data ({error}); if the "
         "schema change is intended, remove the 'champion' alias in the MLflow registry first",
     )
+
+
+SEEN_UNTIL_TAG = "data_until"  # MLflow run tag: the latest time among a model's training rows
+
+
+def saw_period(seen_until: str, period_start: object) -> bool:
+    """Whether a model trained on rows up to ``seen_until`` (as logged, a string) saw rows at
+    or after ``period_start``. Numeric times compare as numbers, dates and datetimes as their
+    ISO text (both sides come from ``str()`` of the same column type)."""
+    if isinstance(period_start, int | float):
+        return float(seen_until) >= float(period_start)
+    return seen_until >= str(period_start)
+
+
+def champion_saw_test_period(version: str, seen_until: str, test_start: object) -> Criterion:
+    """A champion that learned from the test period would be flattered by the comparison, and
+    a candidate trained on older data than the champion should not replace it."""
+    return Criterion(
+        "champion_comparable",
+        False,
+        f"current champion v{version} was trained on data up to {seen_until}, inside this test "
+        f"split (from {test_start}): this run's window is older than the champion's; retrain on "
+        "a window that ends after the champion's (a newer ml_assets/window_end, or no tag)",
+    )

@@ -205,7 +205,10 @@ class Tracker:
 
     def load_version(self, name: str, version: str) -> ChampionRef:
         """A registered version by number (e.g. the one that scored a day's rows)."""
-        mv = self.client.get_model_version(name, version)
+        try:
+            mv = self.client.get_model_version(name, version)
+        except MlflowException as exc:
+            raise ChampionLoadError(version, f"no such registered version ({exc})") from exc
         model = self._load(f"models:/{name}/{version}", version)
         return ChampionRef(version, str(mv.run_id), model)
 

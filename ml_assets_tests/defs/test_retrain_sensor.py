@@ -97,22 +97,25 @@ def test_weekly_retraining_schedule_is_running(tmp_path: Path) -> None:
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
 
 
-def test_daily_scoring_waits_for_the_incoming_file(tmp_path: Path) -> None:
+def test_daily_scoring_picks_up_every_arrived_unscored_day(tmp_path: Path) -> None:
     (tmp_path / "history.csv").write_text("x,y\n1,0\n2,1\n")
     (tmp_path / "watched.yaml").write_text(SPEC)
     defs = build_definitions(str(tmp_path))
     schedule = defs.resolve_schedule_def("score_watched_schedule")
-    repository = defs.get_repository_def()
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert schedule.cron_schedule == "0 * * * *"
+    repository = defs.get_repository_def()
     store = ArtifactStore(base_dir=str(tmp_path / "data"))
+    # A temporary instance that is not entered here: evaluating a schedule enters its instance
+    # itself, and entering one already entered by instance_for_test() left that instance as
+    # dagster's current defs-state storage for every later test in the process.
+    (tmp_path / "dagster").mkdir()
+    instance = dg.DagsterInstance.local_temp(tempdir=str(tmp_path / "dagster"))
 
-    def tick(morning: dt.datetime) -> dg.ScheduleExecutionData:
-        # A plain ephemeral instance: evaluating a schedule enters its instance itself, and
-        # entering one already entered by instance_for_test() leaves that temporary instance
-        # as dagster's current defs-state storage for every later test in the process.
+    def tick(when: dt.datetime) -> dg.ScheduleExecutionData:
         context = dg.build_schedule_context(
-            instance=dg.DagsterInstance.ephemeral(),
-            scheduled_execution_time=morning,
+            instance=instance,
+            scheduled_execution_time=when,
             resources={"artifacts": store},
             repository_def=repository,
         )
@@ -120,12 +123,20 @@ def test_daily_scoring_waits_for_the_incoming_file(tmp_path: Path) -> None:
 
     morning = dt.datetime(2026, 1, 12, 1, tzinfo=dt.UTC)
     waiting = tick(morning)
-    assert not waiting.run_requests and "2026-01-11" in (waiting.skip_message or "")
+    assert not waiting.run_requests and "waiting for 2026-01-11" in (waiting.skip_message or "")
     incoming = tmp_path / "data" / "watched" / "incoming"
     incoming.mkdir(parents=True)
-    (incoming / "2026-01-11.parquet").write_bytes(b"")
-    (request,) = tick(morning).run_requests or []
-    assert request.partition_key == "2026-01-11"
-    assert request.run_key == "watched:score:2026-01-11"
+    for day in ("2026-01-09", "2026-01-10", "2026-01-11"):
+        (incoming / f"{day}.parquet").write_bytes(b"")
+    instance.report_runless_asset_event(  # 2026-01-10 was scored already
+        dg.AssetMaterialization(
+            asset_key=dg.AssetKey(["watched", "predictions"]), partition="2026-01-10"
+        )
+    )
+    requests = tick(morning).run_requests or []
+    assert [r.partition_key for r in requests] == ["2026-01-09", "2026-01-11"]  # late day too
+    assert [r.run_key for r in requests] == ["watched:score:2026-01-09", "watched:score:2026-01-11"]
     early = tick(dt.datetime(2026, 1, 1, 1, tzinfo=dt.UTC))
-    assert not early.run_requests and "before monitoring.start_date" in (early.skip_message or "")
+    assert not early.run_requests and "no day since monitoring.start_date" in (
+        early.skip_message or ""
+    )

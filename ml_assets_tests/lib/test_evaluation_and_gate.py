@@ -374,3 +374,18 @@ def test_threshold_on_a_metric_not_listed_under_metrics() -> None:
     decision = decide(ev, spec.success_criteria)
     criterion = next(c for c in decision.criteria if c.name == "threshold_accuracy")
     assert criterion.passed, criterion.detail
+
+
+def test_saw_period_compares_dates_datetimes_and_numbers() -> None:
+    import datetime as dt
+
+    from ml_assets.lib.gate import champion_saw_test_period, saw_period
+
+    assert saw_period(str(dt.date(2026, 1, 21)), dt.date(2026, 1, 19))
+    assert saw_period(str(dt.date(2026, 1, 21)), dt.date(2026, 1, 21))
+    assert not saw_period(str(dt.date(2026, 1, 21)), dt.date(2026, 1, 22))
+    assert not saw_period(str(dt.datetime(2026, 1, 21, 23)), dt.datetime(2026, 1, 22, 0))
+    assert saw_period("100", 99) and not saw_period("100", 101)
+    assert not saw_period("9", 10)  # as numbers, not as text
+    reason = champion_saw_test_period("3", "2026-01-27", dt.date(2026, 1, 19))
+    assert not reason.passed and "v3 was trained on data up to 2026-01-27" in reason.detail
