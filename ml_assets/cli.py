@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
-from ml_assets.defs.resources import default_data_dir, default_tracking_uri
+from ml_assets.defs.resources import ArtifactStore, default_data_dir, default_tracking_uri
 from ml_assets.lib.churn import ChurnStream
 from ml_assets.lib.data import day_files
 from ml_assets.lib.spec import MLSpec, discover_specs
@@ -65,7 +65,8 @@ def _incoming_dir(spec_name: str) -> Path:
     spec = specs.get(spec_name)
     if spec is None or spec.monitoring is None:
         raise SystemExit(f"spec '{spec_name}' does not exist or has no 'monitoring' section")
-    return Path(default_data_dir()) / spec.name / spec.monitoring.incoming
+    store = ArtifactStore(base_dir=default_data_dir())
+    return Path(store.incoming_dir(spec.name, spec.monitoring.incoming))
 
 
 def _stream(args: argparse.Namespace) -> ChurnStream:
@@ -119,6 +120,13 @@ def summary_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number of days")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ml_assets.cli")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -133,7 +141,7 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--seed", type=int, default=7)
         sub.add_argument("--drift-day", type=int, default=20, help="first drifted day; -1: none")
     stream = commands.choices["stream"]
-    stream.add_argument("--days", type=int, default=14)
+    stream.add_argument("--days", type=_positive, default=14)
     stream.add_argument("--restart", action="store_true", help="remove existing day files first")
     simulate = commands.choices["simulate"]
     simulate.add_argument("--from-day", type=int, default=14)
