@@ -101,8 +101,9 @@ def recent_window(
             f"(files cover {available[0]} to {available[-1]}); choose a window end inside that "
             "range (run tag ml_assets/window_end) or add the missing days"
         )
+    present = set(loaded)
     every = [start + dt.timedelta(days=i) for i in range(days)]
-    return DayWindow(start, end, loaded, [d for d in every if d not in set(loaded)])
+    return DayWindow(start, end, loaded, [d for d in every if d not in present])
 
 
 def load_recent_days(
