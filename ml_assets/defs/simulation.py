@@ -45,7 +45,8 @@ class Simulation:
         return [d.requested for d in self.days if d.requested is not None]
 
 
-def _metadata(result: dg.ExecuteInProcessResult, stage: str) -> dict[str, Any]:
+def stage_metadata(result: dg.ExecuteInProcessResult, stage: str) -> dict[str, Any]:
+    """Plain values of the metadata a run recorded for the asset ``<spec>/<stage>``."""
     for event in result.get_asset_materialization_events():
         materialization = event.materialization
         if materialization.asset_key.path[-1] == stage:
@@ -69,9 +70,9 @@ def _train(
     result = defs.resolve_job_def(f"train_{spec}").execute_in_process(
         instance=instance, tags=tags, raise_on_error=False, run_config=_quiet(log_level)
     )
-    outcome = _metadata(result, "champion_model")
-    raw = _metadata(result, "raw_data")
-    report = _metadata(result, "evaluation_report")
+    outcome = stage_metadata(result, "champion_model")
+    raw = stage_metadata(result, "raw_data")
+    report = stage_metadata(result, "evaluation_report")
     return {
         "run_id": result.run_id,
         "success": result.success,
@@ -151,7 +152,7 @@ def simulate(
             if request
             else tick.skip_message or "no request"
         )
-        outcome = DayOutcome(day, _metadata(scored, "drift_report"), message, request, retrain)
+        outcome = DayOutcome(day, stage_metadata(scored, "drift_report"), message, request, retrain)
         out.days.append(outcome)
         say(_line(outcome))
     if weekly_retrain and days:

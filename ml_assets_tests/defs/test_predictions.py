@@ -8,6 +8,7 @@ import dagster as dg
 import polars as pl
 
 from ml_assets.definitions import build_definitions
+from ml_assets.defs.simulation import stage_metadata
 from ml_assets.lib.churn import ChurnStream
 from ml_assets_tests.helpers import mlflow_client, run_job, step_error_text
 
@@ -61,13 +62,13 @@ def test_daily_partition_is_scored_by_the_champion(home: Path, tmp_path: Path) -
     schedule = defs.resolve_schedule_def("score_shop_churn_schedule")
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
 
-    calm = _drift_metadata(scored)
+    calm = stage_metadata(scored, "drift_report")
     assert calm["retrain_recommended"] is False and calm["reasons"] == "within thresholds"
     assert calm["model_version"] == champion
     shifted = defs.resolve_job_def("score_shop_churn").execute_in_process(
         instance=instance, partition_key="2026-01-13"
     )
-    meta = _drift_metadata(shifted)
+    meta = stage_metadata(shifted, "drift_report")
     assert meta["retrain_recommended"] is True
     assert (
         "usage_hours" in meta["drifted_features"] and "support_contacts" in meta["drifted_features"]
@@ -77,12 +78,3 @@ def test_daily_partition_is_scored_by_the_champion(home: Path, tmp_path: Path) -
     assert 0.55 < calm["realized_roc_auc"] < 1.0
     low, high = (float(x) for x in str(calm["champion_test_ci"]).strip("[]").split(","))
     assert 0.5 < low < high < 1.0
-
-
-def _drift_metadata(result: dg.ExecuteInProcessResult) -> dict[str, object]:
-    events = [
-        e.materialization
-        for e in result.get_asset_materialization_events()
-        if e.materialization.asset_key.path[-1] == "drift_report"
-    ]
-    return {k: getattr(v, "value", v) for k, v in events[0].metadata.items()}
