@@ -10,7 +10,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 export ML_ASSETS_HOME ?= $(CURDIR)
 
-.PHONY: install demo test lint ui bench clean
+.PHONY: install demo test lint ui bench bench-scale clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "ml_assets needs Python 3.11"'
@@ -46,10 +46,17 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/scoring.py
 
+# The whole train job on N synthetic rows against a hand-written LightGBM script (bench/scale.py)
+N ?= 1000000
+BUDGET ?= 1
+REPEATS ?= 3
+bench-scale: $(STAMP)
+	$(BIN)/python bench/scale.py --rows $(N) --budget $(BUDGET) --repeats $(REPEATS)
+
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000 & \
 	  mlflow_pid=$$!; trap "kill $$mlflow_pid" EXIT INT TERM; \
 	  $(BIN)/dagster dev -m ml_assets.definitions -h 127.0.0.1 -p 3000
 
 clean:
-	rm -rf $(VENV) .dagster_home mlflow.db mlartifacts data/*/
+	rm -rf $(VENV) .dagster_home .bench mlflow.db mlartifacts data/*/

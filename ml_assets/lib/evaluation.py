@@ -8,14 +8,9 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
+from ml_assets.lib import intervals
 from ml_assets.lib.data import fingerprint
-from ml_assets.lib.metrics import (
-    Estimate,
-    bootstrap_ci,
-    get_metric,
-    paired_bootstrap_improvement,
-    score,
-)
+from ml_assets.lib.metrics import Estimate, get_metric, score
 from ml_assets.lib.models import Model, encode_target
 from ml_assets.lib.spec import MLSpec
 
@@ -54,6 +49,10 @@ class Evaluation:
     importance: pl.DataFrame | None = None
     confidence: float = 0.95
     forecast: Any = None  # forecast_eval.ForecastDetails for forecasting specs
+    interval_method: str = "percentile bootstrap intervals (rows resampled)"
+    # Row positions (into the test rows) of the seeded sample that importance and scatter
+    # plots use; None when they use every row.
+    diagnostic_sample: np.ndarray | None = None
 
     @property
     def baseline(self) -> Scored:
@@ -103,8 +102,14 @@ def _score_model(
     for name in spec.all_metrics:
         metric = get_metric(name)
         values = labels if metric.kind == "label" else scores
-        metrics[name] = bootstrap_ci(
-            metric, y, values, cfg.bootstrap_samples, cfg.confidence, spec.split.seed
+        metrics[name] = intervals.metric_ci(
+            metric,
+            y,
+            values,
+            cfg.bootstrap_samples,
+            cfg.confidence,
+            spec.split.seed,
+            cfg.bootstrap_max_rows,
         )
     return Scored(model.name, role, model.family, scores, labels, metrics)
 
@@ -127,11 +132,20 @@ def evaluate(
 
     def paired(other: Scored) -> Estimate:
         new, ref = _pick(primary.kind, cand), _pick(primary.kind, other)
-        return paired_bootstrap_improvement(
-            primary, y, new, ref, cfg.bootstrap_samples, cfg.confidence, seed
+        return intervals.paired_improvement(
+            primary,
+            y,
+            new,
+            ref,
+            cfg.bootstrap_samples,
+            cfg.confidence,
+            seed,
+            cfg.bootstrap_max_rows,
         )
 
     champ = _score_model(spec, champion, "champion", test, y) if champion else None
+    sample = diagnostic_sample(test.height, cfg.diagnostic_rows, seed)
+    method = intervals.interval_method(primary, test.height, cfg.bootstrap_max_rows)
     return Evaluation(
         spec.name,
         spec.task,
@@ -150,9 +164,23 @@ def evaluate(
         if spec.task == "classification"
         else None,
         residual_summary(y, cand.scores) if spec.task == "regression" else None,
-        candidate.importance(test),
+        candidate.importance(test if sample is None else test[sample]),
         confidence=cfg.confidence,
+        interval_method=intervals.describe(method, cfg.bootstrap_samples, cfg.bootstrap_max_rows),
+        diagnostic_sample=sample,
     )
+
+
+def diagnostic_sample(rows: int, limit: int, seed: int) -> np.ndarray | None:
+    """Sorted positions of a seeded sample of ``limit`` rows, or None when ``rows`` fit.
+
+    Feature importance (TreeSHAP costs about a millisecond per row) and scatter plots gain
+    nothing from more rows than this; every metric, CI, calibration bin and segment still uses
+    every test row.
+    """
+    if rows <= limit:
+        return None
+    return np.sort(np.random.default_rng([seed, 2]).choice(rows, size=limit, replace=False))
 
 
 def per_group_metrics(
@@ -275,4 +303,12 @@ def realized_performance(
     y = encode_target(spec, subset, model.positive)
     values = model.labels(scores[labelled]) if metric.kind == "label" else scores[labelled]
     cfg = spec.evaluation
-    return bootstrap_ci(metric, y, values, cfg.bootstrap_samples, cfg.confidence, spec.split.seed)
+    return intervals.metric_ci(
+        metric,
+        y,
+        values,
+        cfg.bootstrap_samples,
+        cfg.confidence,
+        spec.split.seed,
+        cfg.bootstrap_max_rows,
+    )

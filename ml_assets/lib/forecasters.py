@@ -18,7 +18,7 @@ import pandas as pd
 import polars as pl
 from scipy import stats
 
-from ml_assets.lib.models import Model
+from ml_assets.lib.models import Model, available_threads
 from ml_assets.lib.spec import LightGBMCandidate, MLSpec
 from ml_assets.lib.timeseries import FeatureBuilder, Fold, assert_no_lookahead, lag_features
 
@@ -411,7 +411,7 @@ def _lightgbm(spec: MLSpec, cfg: LightGBMCandidate, common: dict[str, Any]) -> F
         "deterministic": True,
         "force_row_wise": True,
         "seed": spec.split.seed,
-        "num_threads": 2,
+        "num_threads": available_threads(),
         "verbosity": -1,
         **cfg.params,
     }

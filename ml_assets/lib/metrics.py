@@ -139,6 +139,34 @@ def _log_loss_rows(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     return -(y * np.log(q) + (1 - y) * np.log(1 - q)).mean(axis=1)
 
 
+def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den, and 0 where den is 0 (scikit-learn's zero_division default)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), 0.0)
+
+
+def _confusion(y: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, ...]:
+    """True/false positives and negatives of every row of the (resamples x rows) matrices."""
+    tp = (y * label).sum(axis=1)
+    fp = label.sum(axis=1) - tp
+    fn = y.sum(axis=1) - tp
+    return tp, fp, fn, y.shape[1] - tp - fp - fn
+
+
+def _balanced_accuracy_rows(y: np.ndarray, label: np.ndarray) -> np.ndarray:
+    tp, fp, fn, tn = _confusion(y, label)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        recalls = np.stack([tp / (tp + fn), tn / (tn + fp)])
+    # scikit-learn averages the recalls of the classes present in the truth.
+    return np.nanmean(recalls, axis=0)
+
+
+def _label_rows(
+    fn: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    return lambda y, label: fn(*_confusion(y, label))
+
+
 # Metrics whose value on many resamples at once is a few array operations. The point estimate
 # always comes from scikit-learn (``score``); these only fill the bootstrap distribution, where
 # calling scikit-learn once per resample spends most of its time validating its inputs.
@@ -148,6 +176,11 @@ _ROWS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "brier": lambda y, p: ((y - p) ** 2).mean(axis=1),
     "rmse": lambda y, p: np.sqrt(((y - p) ** 2).mean(axis=1)),
     "mae": lambda y, p: np.abs(y - p).mean(axis=1),
+    "accuracy": _label_rows(lambda tp, fp, fn, tn: (tp + tn) / (tp + fp + fn + tn)),
+    "precision": _label_rows(lambda tp, fp, fn, tn: _safe_ratio(tp, tp + fp)),
+    "recall": _label_rows(lambda tp, fp, fn, tn: _safe_ratio(tp, tp + fn)),
+    "f1": _label_rows(lambda tp, fp, fn, tn: _safe_ratio(2 * tp, 2 * tp + fp + fn)),
+    "balanced_accuracy": _balanced_accuracy_rows,
 }
 _CHUNK_CELLS = 2_000_000  # resample rows are processed in blocks of about this many cells
 

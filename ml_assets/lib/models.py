@@ -8,6 +8,7 @@ report and promotion code only ever see that interface, so forecasting models ca
 from __future__ import annotations
 
 import logging
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -222,6 +223,18 @@ class LightGBMModel(Model):
         )
 
 
+def available_threads() -> int:
+    """The cores this process may run on (its CPU affinity), for LightGBM's ``num_threads``.
+
+    LightGBM is deterministic for a fixed thread count, so the count is recorded with every
+    model (the ``num_threads`` parameter); a spec may pin it in ``params``.
+    """
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def lightgbm_objective(data: TrainingData, cfg: LightGBMCandidate) -> str:
     if cfg.objective != "auto":
         return cfg.objective
@@ -276,7 +289,7 @@ def train_lightgbm(data: TrainingData, cfg: LightGBMCandidate, primary: Metric) 
         "deterministic": True,
         "force_row_wise": True,
         "seed": seed,
-        "num_threads": 2,
+        "num_threads": available_threads(),
         "verbosity": -1,
         **cfg.params,
     }

@@ -247,6 +247,18 @@ class MonitoringConfig(_Strict):
 class EvaluationConfig(_Strict):
     bootstrap_samples: int = Field(1000, ge=100)
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    bootstrap_max_rows: int = Field(
+        20_000,
+        ge=0,
+        description="above this many rows, CIs are normal with influence-function standard "
+        "errors instead of a bootstrap (resamples x rows of work)",
+    )
+    diagnostic_rows: int = Field(
+        2_000,
+        ge=10,
+        description="TreeSHAP importance and scatter plots use a seeded sample of this many "
+        "test rows at most; metrics, CIs, calibration and segments use every row",
+    )
     segment_columns: list[str] = Field(default_factory=list)
     calibration_bins: int = Field(10, ge=2)
 

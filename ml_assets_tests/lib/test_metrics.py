@@ -161,13 +161,21 @@ def test_paired_improvement_ci_includes_zero_for_equivalent_predictors() -> None
         ("brier", "classification"),
         ("rmse", "regression"),
         ("mae", "regression"),
+        ("accuracy", "labels"),
+        ("precision", "labels"),
+        ("recall", "labels"),
+        ("f1", "labels"),
+        ("balanced_accuracy", "labels"),
     ],
 )
 def test_vectorised_resamples_equal_scikit_learn_on_each_resample(name: str, data: str) -> None:
     """The array shortcut for the bootstrap gives scikit-learn's value on every resample."""
     from ml_assets.lib.metrics import _resample_indices, _resampled
 
-    y, good, _ = _classification(60) if data == "classification" else _regression(60)
+    y, good, _ = _regression(60) if data == "regression" else _classification(60)
+    if data == "labels":  # hard labels; on 8 rows some resamples predict or hold one class
+        good = (good >= 0.5).astype(np.int8)
+        y[:8], good[:8] = [0, 0, 0, 0, 0, 0, 1, 1], [0, 0, 0, 0, 0, 0, 0, 1]
     if data == "classification":
         good = np.round(good, 1)  # ties in the scores, as a coarse model gives
         y[:8] = [0, 0, 0, 0, 0, 0, 1, 1]  # resamples of these 8 rows may hold one class
@@ -178,7 +186,7 @@ def test_vectorised_resamples_equal_scikit_learn_on_each_resample(name: str, dat
     # sees a single class.
     slow = [
         score(metric, y[:8][idx], good[:8][idx])
-        if len(set(y[:8][idx])) > 1 or data == "regression"
+        if len(set(y[:8][idx])) > 1 or metric.kind != "score"
         else np.nan
         for idx in indices
     ]

@@ -14,6 +14,7 @@ from ml_assets.lib.metrics import get_metric, score
 from ml_assets.lib.models import (
     ConstantModel,
     TrainingData,
+    available_threads,
     choose_threshold,
     encode_target,
     glm_family,
@@ -165,6 +166,21 @@ def test_lightgbm_params_record_the_search(trained_classification: Fitted) -> No
     assert 1 <= params["best_iteration"] <= 200
     assert 4 <= params["num_leaves"] <= 64 and isinstance(params["num_leaves"], int)
     assert 0.01 <= params["learning_rate"] <= 0.3
+
+
+def test_lightgbm_uses_every_available_core_and_records_the_count(
+    trained_classification: Fitted,
+) -> None:
+    import os
+
+    assert available_threads() == len(os.sched_getaffinity(0))
+    assert trained_classification.lightgbm.params["num_threads"] == available_threads()
+    t = trained_classification
+    pinned = LightGBMCandidate(budget=1, num_boost_round=20, params={"num_threads": 1})
+    model = train_lightgbm(t.data, pinned, get_metric("roc_auc"))
+    assert model.params["num_threads"] == 1
+    again = train_lightgbm(t.data, pinned, get_metric("roc_auc"))  # deterministic at 1 thread
+    np.testing.assert_array_equal(again.predict(t.test), model.predict(t.test))
 
 
 def test_threshold_is_chosen_on_validation(trained_classification: Fitted) -> None:

@@ -135,3 +135,48 @@ def test_markdown_table() -> None:
         "| model | auc | rows |\n|---|---|---|\n| glm | 0.8123 | 10 |\n| prior | 0.5000 | 10 |"
     )
     assert markdown_table(pl.DataFrame()) == "(none)"
+
+
+def test_large_test_split_uses_influence_intervals_and_a_stated_sample(
+    trained_classification: Fitted,
+) -> None:
+    """Above the row limits, intervals are influence-function ones and importance uses a
+    seeded sample; the report and the model card say both, with the row counts."""
+    t = trained_classification
+    spec = spec_from(
+        {
+            "evaluation": {
+                "bootstrap_max_rows": 50,
+                "diagnostic_rows": 50,
+                "bootstrap_samples": 100,
+            }
+        }
+    )
+    ev = evaluate(spec, t.test, t.lightgbm, t.baselines, "prior")
+    assert ev.test_rows > 50
+    assert ev.diagnostic_sample is not None and len(ev.diagnostic_sample) == 50
+    assert ev.diagnostic_sample.tolist() == sorted(set(ev.diagnostic_sample.tolist()))
+    again = evaluate(spec, t.test, t.lightgbm, t.baselines, "prior")
+    assert again.diagnostic_sample.tolist() == ev.diagnostic_sample.tolist()  # seeded
+    expected = t.lightgbm.importance(t.test[ev.diagnostic_sample])
+    assert ev.importance is not None and ev.importance.equals(expected)
+    decision = decide(ev, spec.success_criteria)
+    page = render_html(ev, decision, lineage_for(spec, ev))
+    assert "influence-function standard errors" in page
+    assert f"seeded sample of 50 of the {ev.test_rows:,} test rows" in page
+    card = model_card(ev, decision, lineage_for(spec, ev), "")
+    assert "influence-function" in card
+
+
+def test_small_test_split_is_bootstrapped_and_not_sampled(
+    trained_classification: Fitted, classification_evaluation: Evaluation
+) -> None:
+    ev = classification_evaluation
+    assert ev.diagnostic_sample is None
+    page = render_html(
+        ev,
+        decide(ev, trained_classification.spec.success_criteria),
+        lineage_for(trained_classification.spec, ev),
+    )
+    assert "percentile bootstrap intervals" in page
+    assert "Every part of this report uses every test row." in page
