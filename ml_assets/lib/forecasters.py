@@ -18,7 +18,8 @@ import pandas as pd
 import polars as pl
 from scipy import stats
 
-from ml_assets.lib.models import Model, available_threads
+from ml_assets.lib.cores import available_threads
+from ml_assets.lib.models import Model
 from ml_assets.lib.spec import LightGBMCandidate, MLSpec
 from ml_assets.lib.timeseries import FeatureBuilder, Fold, assert_no_lookahead, lag_features
 

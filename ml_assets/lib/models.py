@@ -8,7 +8,6 @@ report and promotion code only ever see that interface, so forecasting models ca
 from __future__ import annotations
 
 import logging
-import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -16,6 +15,7 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
+from ml_assets.lib.cores import available_threads
 from ml_assets.lib.data import binary_target, feature_columns, positive_class
 from ml_assets.lib.metrics import Metric, get_metric, score
 from ml_assets.lib.preprocess import Preprocessor
@@ -223,18 +223,6 @@ class LightGBMModel(Model):
         )
 
 
-def available_threads() -> int:
-    """The cores this process may run on (its CPU affinity), for LightGBM's ``num_threads``.
-
-    LightGBM is deterministic for a fixed thread count, so the count is recorded with every
-    model (the ``num_threads`` parameter); a spec may pin it in ``params``.
-    """
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def lightgbm_objective(data: TrainingData, cfg: LightGBMCandidate) -> str:
     if cfg.objective != "auto":
         return cfg.objective
@@ -306,11 +294,10 @@ def train_lightgbm(data: TrainingData, cfg: LightGBMCandidate, primary: Metric) 
             valid_sets=[stop_set],
             callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)],
         )
-        value = _validation_score(
-            primary, data, booster.predict(x_val, num_iteration=booster.best_iteration)
-        )
+        scores = booster.predict(x_val, num_iteration=booster.best_iteration)
+        value = _validation_score(primary, data, scores)
         if not best or value > best["value"]:
-            best.update(value=value, booster=booster, params=params)
+            best.update(value=value, booster=booster, params=params, scores=scores)
         return value
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
@@ -329,8 +316,8 @@ def train_lightgbm(data: TrainingData, cfg: LightGBMCandidate, primary: Metric) 
         prep=prep,
         booster=_trimmed(booster),
     )
-    if data.spec.task == "classification":
-        model.threshold = choose_threshold(data.y_validation, model.predict(data.validation))
+    if data.spec.task == "classification":  # the best trial's validation scores, not a re-run
+        model.threshold = choose_threshold(data.y_validation, best["scores"])
     return model
 
 

@@ -254,7 +254,7 @@ class EvaluationConfig(_Strict):
         "errors instead of a bootstrap (resamples x rows of work)",
     )
     diagnostic_rows: int = Field(
-        2_000,
+        1_000,
         ge=10,
         description="TreeSHAP importance and scatter plots use a seeded sample of this many "
         "test rows at most; metrics, CIs, calibration and segments use every row",

@@ -8,7 +8,7 @@ import logging
 import subprocess
 import tempfile
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 
 import mlflow
@@ -93,8 +93,9 @@ class Tracker:
     tracking_uri: str
     artifact_root: str | None = None
 
-    @property
+    @cached_property
     def client(self) -> MlflowClient:
+        # One client per tracker: creating one costs ~0.2 s (store and registry setup).
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
 
     def _activate(self) -> None:

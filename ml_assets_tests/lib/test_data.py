@@ -192,6 +192,14 @@ def test_fingerprint_changes_with_one_value_order_or_schema() -> None:
     assert len(prints) == 4
 
 
+def test_fingerprint_ignores_chunking_and_counts_rows() -> None:
+    whole = pl.DataFrame({"x": list(range(10)), "s": [str(i) for i in range(10)]})
+    chunked = pl.concat([whole.head(4), whole.tail(6)], rechunk=False)
+    assert chunked.n_chunks() == 2
+    assert fingerprint(chunked) == fingerprint(whole)
+    assert fingerprint(whole.head(9)) != fingerprint(whole)
+
+
 def test_fingerprint_of_empty_frames_depends_on_schema() -> None:
     assert fingerprint(pl.DataFrame({"x": []}, schema={"x": pl.Int64})) != fingerprint(
         pl.DataFrame({"x": []}, schema={"x": pl.Float64})

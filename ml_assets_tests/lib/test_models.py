@@ -9,12 +9,12 @@ import numpy as np
 import polars as pl
 import pytest
 
+from ml_assets.lib.cores import available_threads
 from ml_assets.lib.data import ROW_ID
 from ml_assets.lib.metrics import get_metric, score
 from ml_assets.lib.models import (
     ConstantModel,
     TrainingData,
-    available_threads,
     choose_threshold,
     encode_target,
     glm_family,
