@@ -22,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,14 +52,31 @@ class Measured:
     peak_rss_gib: float
     stdout: str
     stderr: str
+    rss: list[tuple[float, float]]  # (epoch seconds, GiB) samples every ~0.2 s
+
+
+def _sample_rss(pid: int, samples: list[tuple[float, float]], done: threading.Event) -> None:
+    status = Path(f"/proc/{pid}/status")
+    while not done.wait(0.2):
+        try:
+            line = next(x for x in status.read_text().splitlines() if x.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            return
+        samples.append((time.time(), int(line.split()[1]) / 2**20))
 
 
 def run_measured(cmd: list[str], env: dict[str, str]) -> Measured:
     """Wall time and the child's own peak RSS; raises with its output when it fails."""
     start = time.perf_counter()
+    samples: list[tuple[float, float]] = []
+    done = threading.Event()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, cwd=ROOT)
+        sampler = threading.Thread(target=_sample_rss, args=(proc.pid, samples, done))
+        sampler.start()
         _, status, usage = os.wait4(proc.pid, 0)
+        done.set()
+        sampler.join()
         seconds = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
@@ -68,7 +86,7 @@ def run_measured(cmd: list[str], env: dict[str, str]) -> Measured:
         raise RuntimeError(
             f"{' '.join(cmd)} exited {proc.returncode}\n{stdout[-3000:]}\n{stderr[-6000:]}"
         )
-    return Measured(seconds, usage.ru_maxrss / 2**20, stdout, stderr)
+    return Measured(seconds, usage.ru_maxrss / 2**20, stdout, stderr, samples)
 
 
 def job_env(stores: Path, specs: Path) -> dict[str, str]:
@@ -86,15 +104,18 @@ def job_env(stores: Path, specs: Path) -> dict[str, str]:
     }
 
 
-def step_seconds(dagster_home: Path) -> tuple[dict[str, float], float, dict[str, str]]:
-    """Seconds per step, the run's own duration and its tags, from the instance's event log."""
+def step_seconds(
+    dagster_home: Path,
+) -> tuple[dict[str, tuple[float, float]], float, dict[str, str]]:
+    """(start, end) epoch seconds per step, the run's own duration and its tags, from the
+    instance's event log."""
     from dagster import DagsterEventType, DagsterInstance
     from dagster._core.instance.ref import InstanceRef
 
     with DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home))) as instance:
         run = instance.get_runs(limit=1)[0]
         started: dict[str, float] = {}
-        steps: dict[str, float] = {}
+        steps: dict[str, tuple[float, float]] = {}
         for record in instance.all_logs(run.run_id):
             event = record.dagster_event
             if event is None or record.step_key is None:
@@ -102,7 +123,7 @@ def step_seconds(dagster_home: Path) -> tuple[dict[str, float], float, dict[str,
             if event.event_type == DagsterEventType.STEP_START:
                 started[record.step_key] = record.timestamp
             elif event.event_type in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE):
-                steps[record.step_key] = record.timestamp - started[record.step_key]
+                steps[record.step_key] = (started[record.step_key], record.timestamp)
         stats = instance.get_run_stats(run.run_id)
         duration = (stats.end_time or 0) - (stats.start_time or 0)
     return steps, duration, dict(run.tags)
@@ -148,18 +169,25 @@ def main() -> int:
     dagster = str(Path(python).with_name("dagster"))
     job_cmd = [dagster, "job", "execute", "-m", "ml_assets.definitions", "-j", f"train_{SPEC_NAME}"]
     plain_cmd = [python, str(ROOT / "bench" / "plain_lightgbm.py"), str(data)]
-    jobs, plains, step_runs = [], [], []
+    jobs, plains, step_runs, step_rss = [], [], [], []
     for i in range(args.repeats):
         stores = work / f"run{i}"
         jobs.append(run_measured(job_cmd, job_env(stores, specs)))
         steps, duration, tags = step_seconds(stores / "dagster_home")
-        step_runs.append(steps)
+        step_runs.append({k: end - start for k, (start, end) in steps.items()})
+        step_rss.append(
+            {
+                k: max((g for t, g in jobs[-1].rss if start <= t <= end), default=float("nan"))
+                for k, (start, end) in steps.items()
+            }
+        )
         plains.append(run_measured(plain_cmd, dict(os.environ)))
         plain = json.loads(plains[-1].stdout.strip().splitlines()[-1])
+        plain_steps = ", ".join(f"{k} {v:.1f} s" for k, v in plain["seconds"].items())
         out.write(
             f"repeat {i + 1}: job {jobs[-1].seconds:.1f} s (run {duration:.1f} s), "
             f"plain {plains[-1].seconds:.1f} s; test AUC job {champion_auc(stores)}, "
-            f"plain {plain['test_roc_auc']:.4f}\n"
+            f"plain {plain['test_roc_auc']:.4f} ({plain_steps})\n"
         )
         if i < args.repeats - 1 or not args.keep:
             shutil.rmtree(stores)
@@ -171,7 +199,9 @@ def main() -> int:
         f" (medians)\n"
     )
     for key in step_runs[0]:
-        out.write(f"  step {key:50s} {statistics.median(s[key] for s in step_runs):8.2f} s\n")
+        seconds = statistics.median(s[key] for s in step_runs)
+        rss = max(r[key] for r in step_rss)
+        out.write(f"  step {key:50s} {seconds:8.2f} s   RSS up to {rss:5.2f} GiB\n")
     out.write(
         f"job   {job_s:8.1f} s   peak RSS {max(m.peak_rss_gib for m in jobs):5.2f} GiB\n"
         f"plain {plain_s:8.1f} s   peak RSS {max(m.peak_rss_gib for m in plains):5.2f} GiB\n"

@@ -213,8 +213,18 @@ class _HashSink:
 
 
 def _column_digest(column: pl.Series) -> bytes:
+    """The digest of one column's values and nulls.
+
+    Arrow keeps arbitrary bytes under null slots (whatever a filter or ``when`` left there),
+    so a column with nulls is hashed as its null mask plus its non-null values: equal columns
+    give equal digests however they were built.
+    """
     sink = _HashSink()
-    column.to_frame().rechunk().write_ipc_stream(sink, compression="uncompressed")
+    parts = [column]
+    if column.null_count():
+        parts = [column.is_null().alias(f"{column.name}.null"), column.drop_nulls()]
+    for part in parts:
+        part.to_frame().rechunk().write_ipc_stream(sink, compression="uncompressed")
     return sink.digest.digest()
 
 

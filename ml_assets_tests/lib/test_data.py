@@ -200,6 +200,20 @@ def test_fingerprint_ignores_chunking_and_counts_rows() -> None:
     assert fingerprint(whole.head(9)) != fingerprint(whole)
 
 
+def test_fingerprint_ignores_what_lies_under_null_slots() -> None:
+    """Equal frames whose nulls were made differently (Arrow keeps the old bytes under a null
+    slot) get one fingerprint; moving a null does change it."""
+    direct = pl.DataFrame({"x": [1.0, None, 3.0], "s": ["a", None, "c"]})
+    masked = pl.DataFrame({"x": [1.0, 2.0, 3.0], "s": ["a", "a long string of 24 bytes", "c"]})
+    masked = masked.with_columns(
+        pl.when(pl.col("x") == 2.0).then(None).otherwise(pl.col(c)).alias(c) for c in ("x", "s")
+    )
+    assert masked.equals(direct)
+    assert fingerprint(masked) == fingerprint(direct)
+    moved = pl.DataFrame({"x": [None, 1.0, 3.0], "s": ["a", None, "c"]})
+    assert fingerprint(moved) != fingerprint(direct)
+
+
 def test_fingerprint_of_empty_frames_depends_on_schema() -> None:
     assert fingerprint(pl.DataFrame({"x": []}, schema={"x": pl.Int64})) != fingerprint(
         pl.DataFrame({"x": []}, schema={"x": pl.Float64})
