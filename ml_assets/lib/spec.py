@@ -103,6 +103,13 @@ class LightGBMCandidate(_Strict):
     )
     objective: Literal["auto", "binary", "regression", "poisson"] = "auto"
     params: dict[str, Any] = Field(default_factory=dict)
+    search_rows: int = Field(
+        200_000,
+        ge=1_000,
+        description="with more fit rows than this, trials fit a seeded subsample of this size "
+        "and the best `finalists` are refit on every row (successive halving)",
+    )
+    finalists: int = Field(2, ge=1, description="trials refit on every row after the search")
     search: dict[str, tuple[float, float]] = Field(
         default_factory=lambda: {
             "num_leaves": (4, 64),

@@ -248,3 +248,44 @@ def test_models_score_unseen_categories(trained_classification: Fitted) -> None:
     for model in (t.glm, t.lightgbm):
         scores = model.predict(frame)
         assert scores.shape == (3,) and np.isfinite(scores).all()
+
+
+def _halving_data() -> TrainingData:
+    spec = spec_from({"candidates": {"lightgbm": {"budget": 4}}})
+    train, validation, _ = split_frames(spec, classification_raw(4000, seed=5))
+    return prepare(spec, train, validation)
+
+
+def test_search_on_many_rows_is_a_successive_halving_recorded_in_params() -> None:
+    """Trials fit a seeded subsample; the finalists are refit on every fit row; the params
+    say so, and the run is reproducible."""
+    data = _halving_data()
+    cfg = LightGBMCandidate(budget=4, num_boost_round=60, search_rows=1000, finalists=2)
+    model = train_lightgbm(data, cfg, get_metric("roc_auc"))
+    fit_rows = len(data.y_train) - round(len(data.y_train) * cfg.early_stopping_fraction)
+    assert model.params["search"] == "successive halving"
+    assert model.params["search_fit_rows"] == 1000
+    assert model.params["finalists_refit_on_rows"] == fit_rows > 1000
+    assert model.params["finalists"] == 2 and model.params["trials"] == 4
+    again = train_lightgbm(data, cfg, get_metric("roc_auc"))
+    np.testing.assert_array_equal(again.predict(data.validation), model.predict(data.validation))
+    auc = score(get_metric("roc_auc"), data.y_validation, model.predict(data.validation))
+    assert auc > 0.8  # the refit on every row is a real model of the signal
+
+
+def test_finalist_refit_on_every_row_equals_a_direct_fit_with_its_params() -> None:
+    """The winner's booster is the fit of its params on all fit rows, not the subsample fit."""
+    data = _halving_data()
+    cfg = LightGBMCandidate(budget=3, num_boost_round=40, search_rows=1000, finalists=1)
+    model = train_lightgbm(data, cfg, get_metric("roc_auc"))
+    chosen = {k: model.params[k] for k in cfg.search}
+    direct = train_lightgbm(
+        data,
+        LightGBMCandidate(budget=1, num_boost_round=40, params={**cfg.params, **chosen}, search={}),
+        get_metric("roc_auc"),
+    )
+    np.testing.assert_allclose(direct.predict(data.validation), model.predict(data.validation))
+
+
+def test_small_data_search_runs_every_trial_on_every_row(trained_classification: Fitted) -> None:
+    assert "search" not in trained_classification.lightgbm.params
