@@ -26,6 +26,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -151,6 +152,12 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--data-dir", default=str(ROOT / ".bench"))
     parser.add_argument("--keep", action="store_true", help="keep the last run's stores")
+    parser.add_argument(
+        "--next-run",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time a second run on the same stores (what every later run costs)",
+    )
     args = parser.parse_args()
     out = sys.stdout
     data = Path(args.data_dir) / f"synthetic_{args.rows}.parquet"
@@ -169,49 +176,75 @@ def main() -> int:
     dagster = str(Path(python).with_name("dagster"))
     job_cmd = [dagster, "job", "execute", "-m", "ml_assets.definitions", "-j", f"train_{SPEC_NAME}"]
     plain_cmd = [python, str(ROOT / "bench" / "plain_lightgbm.py"), str(data)]
-    jobs, plains, step_runs, step_rss = [], [], [], []
+    kinds = ["first", "next"] if args.next_run else ["first"]
+    jobs: dict[str, list[JobRun]] = {k: [] for k in kinds}
+    plains: list[Measured] = []
     for i in range(args.repeats):
         stores = work / f"run{i}"
-        jobs.append(run_measured(job_cmd, job_env(stores, specs)))
-        steps, duration, tags = step_seconds(stores / "dagster_home")
-        step_runs.append({k: end - start for k, (start, end) in steps.items()})
-        step_rss.append(
-            {
-                k: max((g for t, g in jobs[-1].rss if start <= t <= end), default=float("nan"))
-                for k, (start, end) in steps.items()
-            }
-        )
+        env = job_env(stores, specs)
+        jobs["first"].append(run_job(job_cmd, env, stores))
         plains.append(run_measured(plain_cmd, dict(os.environ)))
+        if args.next_run:  # the same stores: contract learned, a champion to compare with
+            jobs["next"].append(run_job(job_cmd, env, stores))
         plain = json.loads(plains[-1].stdout.strip().splitlines()[-1])
         plain_steps = ", ".join(f"{k} {v:.1f} s" for k, v in plain["seconds"].items())
+        runs = "; ".join(
+            f"{k} job {jobs[k][-1].measured.seconds:.1f} s (run {jobs[k][-1].duration:.1f} s)"
+            for k in kinds
+        )
         out.write(
-            f"repeat {i + 1}: job {jobs[-1].seconds:.1f} s (run {duration:.1f} s), "
-            f"plain {plains[-1].seconds:.1f} s; test AUC job {champion_auc(stores)}, "
-            f"plain {plain['test_roc_auc']:.4f} ({plain_steps})\n"
+            f"repeat {i + 1}: {runs}; plain {plains[-1].seconds:.1f} s ({plain_steps}); test AUC "
+            f"job {champion_auc(stores)}, plain {plain['test_roc_auc']:.4f}\n"
         )
         if i < args.repeats - 1 or not args.keep:
             shutil.rmtree(stores)
-    job_s = statistics.median(m.seconds for m in jobs)
     plain_s = statistics.median(m.seconds for m in plains)
-    cores = os.cpu_count()
     out.write(
-        f"\nrows={args.rows:,} budget={args.budget} repeats={args.repeats} cores={cores}"
-        f" (medians)\n"
+        f"\nrows={args.rows:,} budget={args.budget} repeats={args.repeats} "
+        f"cores={os.cpu_count()} (medians)\n"
+        f"plain script       {plain_s:8.1f} s   peak RSS "
+        f"{max(m.peak_rss_gib for m in plains):5.2f} GiB\n"
     )
-    for key in step_runs[0]:
-        seconds = statistics.median(s[key] for s in step_runs)
-        rss = max(r[key] for r in step_rss)
-        out.write(f"  step {key:50s} {seconds:8.2f} s   RSS up to {rss:5.2f} GiB\n")
-    out.write(
-        f"job   {job_s:8.1f} s   peak RSS {max(m.peak_rss_gib for m in jobs):5.2f} GiB\n"
-        f"plain {plain_s:8.1f} s   peak RSS {max(m.peak_rss_gib for m in plains):5.2f} GiB\n"
-        f"ratio {job_s / plain_s:8.2f}x\n"
-    )
+    for kind in kinds:
+        write_summary(out, kind, jobs[kind], plain_s)
     if args.keep:
         out.write(f"stores of the last run: {work}\n")
     else:
         shutil.rmtree(work)
     return 0
+
+
+@dataclass(frozen=True)
+class JobRun:
+    measured: Measured
+    duration: float
+    steps: dict[str, float]
+    step_rss: dict[str, float]
+
+
+def run_job(cmd: list[str], env: dict[str, str], stores: Path) -> JobRun:
+    measured = run_measured(cmd, env)
+    steps, duration, _ = step_seconds(stores / "dagster_home")
+    rss = {
+        k: max((g for t, g in measured.rss if start <= t <= end), default=float("nan"))
+        for k, (start, end) in steps.items()
+    }
+    return JobRun(measured, duration, {k: end - start for k, (start, end) in steps.items()}, rss)
+
+
+def write_summary(out: TextIO, kind: str, runs: list[JobRun], plain_s: float) -> None:
+    job_s = statistics.median(r.measured.seconds for r in runs)
+    what = "fresh stores" if kind == "first" else "same stores, learned contract, champion"
+    out.write(f"{kind} run of the job ({what}):\n")
+    for key in runs[0].steps:
+        seconds = statistics.median(r.steps[key] for r in runs)
+        rss = max(r.step_rss[key] for r in runs)
+        out.write(f"  step {key:50s} {seconds:8.2f} s   RSS up to {rss:5.2f} GiB\n")
+    peak = max(r.measured.peak_rss_gib for r in runs)
+    out.write(
+        f"  job   {job_s:8.1f} s   peak RSS {peak:5.2f} GiB   "
+        f"ratio to plain {job_s / plain_s:5.2f}x\n"
+    )
 
 
 if __name__ == "__main__":

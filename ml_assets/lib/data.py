@@ -228,16 +228,23 @@ def _column_digest(column: pl.Series) -> bytes:
     return sink.digest.digest()
 
 
-def fingerprint(frame: pl.DataFrame) -> str:
-    """A content hash of a frame (schema, row order and values) for lineage tags.
+def fingerprint(frame: pl.DataFrame, rows: pl.Series | None = None) -> str:
+    """A content hash of a frame (schema, row order and values) for lineage tags; with a
+    boolean ``rows`` mask, the hash of ``frame.filter(rows)``, one column at a time so that
+    the filtered frame is never built whole.
 
     Hashes the Arrow IPC serialisation of each column (a stable format, rather than polars'
     row hashes, which may change between polars versions), columns in parallel on every
     available core, then the ordered column digests and the row count.
     """
+
+    def digest(column: pl.Series) -> bytes:
+        return _column_digest(column if rows is None else column.filter(rows))
+
     with ThreadPoolExecutor(min(available_threads(), max(frame.width, 1))) as pool:
-        digests = list(pool.map(_column_digest, frame.get_columns()))
-    total = hashlib.sha256(str(frame.height).encode())
+        digests = list(pool.map(digest, frame.get_columns()))
+    height = frame.height if rows is None else int(rows.sum())
+    total = hashlib.sha256(str(height).encode())
     for digest in digests:
         total.update(digest)
     return total.hexdigest()[:16]

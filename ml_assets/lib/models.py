@@ -80,9 +80,15 @@ class Model(ABC):
     positive: object | None = None
     params: dict[str, Any] = field(default_factory=dict)
     threshold: float = 0.5
+    # Scores of the validation rows, kept by a trainer that computed them anyway, so that
+    # validation_metrics need not predict again; a cache, never pickled with the model.
+    validation_scores: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @abstractmethod
     def predict(self, frame: pl.DataFrame) -> np.ndarray: ...
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "validation_scores": None}
 
     def importance(self, frame: pl.DataFrame) -> pl.DataFrame | None:
         """Feature importance on ``frame`` (TreeSHAP, coefficients), or None for baselines."""
@@ -369,7 +375,8 @@ def train_lightgbm(data: TrainingData, cfg: LightGBMCandidate, primary: Metric) 
         prep=prep,
         booster=_trimmed(booster),
     )
-    if data.spec.task == "classification":  # the best trial's validation scores, not a re-run
+    model.validation_scores = best.scores  # the best trial's, equal to the trimmed booster's
+    if data.spec.task == "classification":
         model.threshold = choose_threshold(data.y_validation, best.scores)
     return model
 
@@ -422,7 +429,9 @@ def validation_metrics(
     model: Model, data: TrainingData, metric_names: list[str]
 ) -> dict[str, float]:
     """Every spec metric of ``model`` on the validation split (for selection and MLflow)."""
-    scores = model.predict(data.validation)
+    scores = model.validation_scores
+    if scores is None or len(scores) != data.validation.height:
+        scores = model.predict(data.validation)
     out = {}
     for name in metric_names:
         metric = get_metric(name)

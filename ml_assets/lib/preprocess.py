@@ -50,7 +50,7 @@ class Preprocessor:
             mapping = {v: float(i) for i, v in enumerate(self.levels[c])}
             cols.append(frame[c].replace_strict(mapping, default=None, return_dtype=pl.Float64))
         return (
-            pl.DataFrame(cols).to_numpy().astype(np.float64)
+            pl.DataFrame(cols).to_numpy().astype(np.float64, copy=False)
             if cols
             else np.empty((frame.height, 0))
         )
@@ -69,4 +69,4 @@ class Preprocessor:
         for c in self.categorical:
             for v in self.levels[c][1:]:
                 exprs.append((pl.col(c) == v).fill_null(False).cast(pl.Float64).alias(f"{c}={v}"))
-        return frame.select(exprs).to_numpy().astype(np.float64)
+        return frame.select(exprs).to_numpy().astype(np.float64, copy=False)

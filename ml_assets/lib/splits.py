@@ -97,10 +97,17 @@ def training_fingerprint(splits: pl.DataFrame) -> str:
     Models carry it; the evaluation refuses models whose fingerprint differs from the current
     splits, so a partial re-run can never score an old model on rows it was trained on.
     """
-    rows = splits.filter(pl.col(SPLIT).is_in(["train", "validation"]))
-    if not rows[ROW_ID].is_sorted():  # splits are stored in row-id order: no sort needed
-        rows = rows.sort(ROW_ID)
-    return fingerprint(rows)
+    mask = splits[SPLIT].is_in(["train", "validation"])
+    if splits[ROW_ID].filter(mask).is_sorted():  # stored in row-id order: hash in place
+        return fingerprint(splits, mask)
+    return fingerprint(splits.filter(mask).sort(ROW_ID))
+
+
+def split_rows(splits: pl.DataFrame) -> dict[str, int]:
+    """Rows per split (0 for an empty one), counted without copying any rows."""
+    counts = splits[SPLIT].value_counts()
+    found = dict(zip(counts[SPLIT], counts["count"], strict=True))
+    return {s: int(found.get(s, 0)) for s in SPLIT_NAMES}
 
 
 @dataclass(frozen=True)
@@ -152,7 +159,8 @@ def check_proportions(spec: MLSpec, splits: pl.DataFrame, tolerance: float = 0.0
         "test": spec.split.test_fraction,
     }
     wanted["train"] = 1 - wanted["validation"] - wanted["test"]
-    actual = {s: splits.filter(pl.col(SPLIT) == s).height / max(n, 1) for s in SPLIT_NAMES}
+    rows = split_rows(splits)
+    actual = {s: rows[s] / max(n, 1) for s in SPLIT_NAMES}
     # A temporal gap removes rows, so its fractions are looser by the share of rows it drops.
     slack = tolerance + (0.0 if spec.split.gap in (None, 0) else 0.1)
     if spec.split.group_columns:  # whole groups move together, so sizes are approximate
@@ -167,12 +175,14 @@ def check_proportions(spec: MLSpec, splits: pl.DataFrame, tolerance: float = 0.0
         if abs(actual[s] - wanted[s]) > slack or actual[s] == 0
     ]
     meta: dict[str, float | int | str] = {f"{s}_fraction": round(actual[s], 4) for s in SPLIT_NAMES}
-    meta |= {f"{s}_rows": splits.filter(pl.col(SPLIT) == s).height for s in SPLIT_NAMES}
+    meta |= {f"{s}_rows": rows[s] for s in SPLIT_NAMES}
     if spec.split_strategy == "stratified":
         is_pos = pl.col(spec.target) == positive_class(splits[spec.target])
         overall = splits.select(is_pos.mean()).item()
+        by_split = splits.group_by(SPLIT).agg(is_pos.mean().alias("share"))
+        shares = dict(zip(by_split[SPLIT], by_split["share"], strict=True))
         for s in SPLIT_NAMES:
-            share = splits.filter(pl.col(SPLIT) == s).select(is_pos.mean()).item()
+            share = shares.get(s)
             meta[f"{s}_positive_share"] = round(float(share or 0), 4)
             if share is None or abs(float(share) - float(overall)) > tolerance:
                 problems.append(f"{s}: positive share {share} vs overall {overall:.3f}")

@@ -214,6 +214,13 @@ def test_fingerprint_ignores_what_lies_under_null_slots() -> None:
     assert fingerprint(moved) != fingerprint(direct)
 
 
+def test_fingerprint_of_masked_rows_equals_that_of_the_filtered_frame() -> None:
+    frame = pl.DataFrame({"x": [1.0, None, 3.0, 4.0], "s": ["a", "b", None, "d"]})
+    for keep in ([True, False, True, True], [False, False, False, False], [True] * 4):
+        mask = pl.Series(keep)
+        assert fingerprint(frame, mask) == fingerprint(frame.filter(mask))
+
+
 def test_fingerprint_of_empty_frames_depends_on_schema() -> None:
     assert fingerprint(pl.DataFrame({"x": []}, schema={"x": pl.Int64})) != fingerprint(
         pl.DataFrame({"x": []}, schema={"x": pl.Float64})

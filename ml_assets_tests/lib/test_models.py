@@ -289,3 +289,17 @@ def test_finalist_refit_on_every_row_equals_a_direct_fit_with_its_params() -> No
 
 def test_small_data_search_runs_every_trial_on_every_row(trained_classification: Fitted) -> None:
     assert "search" not in trained_classification.lightgbm.params
+
+
+def test_validation_scores_cache_matches_predict_and_is_not_pickled(
+    trained_classification: Fitted,
+) -> None:
+    import pickle
+
+    model = trained_classification.lightgbm
+    assert model.validation_scores is not None
+    np.testing.assert_allclose(
+        model.validation_scores, model.predict(trained_classification.validation), rtol=1e-12
+    )
+    assert pickle.loads(pickle.dumps(model)).validation_scores is None
+    assert model.validation_scores is not None  # pickling does not touch the live model
