@@ -43,8 +43,12 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check ml_assets ml_assets_tests bench
 
+# Scoring throughput: the model wrapper and pyfunc on 200,000 rows, then one daily partition of
+# SCORE_ROWS rows scored through the champion alias by the real predictions asset
+SCORE_ROWS ?= 10000000
 bench: $(STAMP)
 	$(BIN)/python bench/scoring.py
+	$(BIN)/python bench/partition_scoring.py --rows $(SCORE_ROWS)
 
 # The whole train job on N synthetic rows against a hand-written LightGBM script (bench/scale.py)
 N ?= 1000000

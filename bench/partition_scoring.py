@@ -1,0 +1,124 @@
+"""One large daily partition scored through the champion alias, against raw Booster.predict.
+
+On fresh stores: writes 14 days of the churn stream, trains the built-in churn spec
+(``dagster job execute -j train_churn``), writes one incoming day of ``--rows`` rows, then
+materializes ``churn/predictions`` for that day with ``dagster asset materialize`` (reads the
+file, loads ``models:/churn@champion`` from the registry, encodes, predicts, writes the scored
+partition). The raw reference is ``Booster.predict`` of the same champion on the same rows,
+already encoded as numpy, in this process.
+
+Run: .venv/bin/python bench/partition_scoring.py [--rows 10000000] [--repeats 3]
+Prints the step's and the command's time and rows/s next to the raw booster's (medians).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from scale import ROOT, run_measured, step_seconds  # noqa: E402
+
+DAY_INDEX = 14  # the first day after the 14 training days
+
+
+def write_day(path: Path, rows: int) -> None:
+    import polars as pl
+
+    from ml_assets.lib.churn import ChurnStream
+
+    block = 1_000_000
+    parts = []
+    for start in range(0, rows, block):
+        n = min(block, rows - start)
+        stream = ChurnStream(customers_per_day=n, seed=100 + start // block)
+        parts.append(stream.generate(DAY_INDEX))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pl.concat(parts).write_parquet(path)
+
+
+def raw_seconds(stores: Path, day_file: Path, repeats: int) -> tuple[float, int]:
+    """Median seconds of Booster.predict on the encoded rows, and the champion's tree count."""
+    import polars as pl
+
+    from ml_assets.lib.data import derive_inputs
+    from ml_assets.lib.spec import discover_specs
+    from ml_assets.lib.tracking import Tracker
+
+    spec = next(s for s in discover_specs(None) if s.name == "churn")
+    ref = Tracker(f"sqlite:///{stores / 'mlflow.db'}").load_champion("churn")
+    assert ref is not None, "churn has no champion"
+    model = ref.model
+    encoded = model.prep.codes(derive_inputs(spec, pl.read_parquet(day_file)))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.booster.predict(encoded)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), model.booster.num_trees()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    out = sys.stdout
+    stores = Path(tempfile.mkdtemp(prefix="ml_assets_score_"))
+    home = stores / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{stores / 'mlflow.db'}",
+        "ML_ASSETS_MLFLOW_ARTIFACTS": (stores / "mlartifacts").as_uri(),
+        "ML_ASSETS_DATA_DIR": str(stores / "data"),
+        "ML_ASSETS_HOME": str(ROOT),
+    }
+    env.pop("ML_ASSETS_SPECS", None)
+    python = sys.executable
+    dagster = str(Path(python).with_name("dagster"))
+    module = ["-m", "ml_assets.definitions"]
+    run_measured([python, "-m", "ml_assets.cli", "stream", "--days", "14", "--restart"], env)
+    run_measured([dagster, "job", "execute", *module, "-j", "train_churn"], env)
+    from ml_assets.lib.churn import ChurnStream
+
+    day = ChurnStream().day(DAY_INDEX).isoformat()
+    day_file = stores / "data" / "churn" / "incoming" / f"{day}.parquet"
+    write_day(day_file, args.rows)
+    command = [dagster, "asset", "materialize", *module, "--select", "churn/predictions"]
+    command += ["--partition", day]
+    steps, commands = [], []
+    for _ in range(args.repeats):
+        commands.append(run_measured(command, env).seconds)
+        timings, _, _ = step_seconds(home)
+        steps.append(next(end - start for k, (start, end) in timings.items() if "predictions" in k))
+    raw, trees = raw_seconds(stores, day_file, args.repeats)
+    step, cmd = statistics.median(steps), statistics.median(commands)
+    out.write(
+        f"rows={args.rows:,} trees={trees} repeats={args.repeats} cores={os.cpu_count()} "
+        "(medians)\n"
+    )
+    for name, seconds in [
+        ("raw Booster.predict (encoded numpy)", raw),
+        ("churn/predictions step (file to scored partition)", step),
+        ("dagster asset materialize (whole command)", cmd),
+    ]:
+        out.write(
+            f"{name:52s} {seconds:7.1f} s  {args.rows / seconds:11,.0f} rows/s  "
+            f"x{raw / seconds:5.2f} of raw rows/s\n"
+        )
+    shutil.rmtree(stores)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
