@@ -13,6 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+
+# Imported here, not inside train_lightgbm: optuna's import keeps the tracebacks of the
+# optional imports it fails (optuna._imports.try_import), and with them every frame on the
+# stack at that moment; inside a training step those frames hold the whole training data for
+# the rest of the process (1.5 GiB per 10M rows).
+import optuna
 import polars as pl
 
 from ml_assets.lib.cores import available_threads
@@ -309,8 +315,6 @@ def train_lightgbm(data: TrainingData, cfg: LightGBMCandidate, primary: Metric) 
     the same proportion), then the ``finalists`` best are refit on every row and the one best
     on the whole validation split wins. The model's params say which search ran.
     """
-    import optuna
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     seed = data.spec.split.seed
     prep = Preprocessor.fit(data.train, data.features, data.categorical)

@@ -303,3 +303,33 @@ def test_validation_scores_cache_matches_predict_and_is_not_pickled(
     )
     assert pickle.loads(pickle.dumps(model)).validation_scores is None
     assert model.validation_scores is not None  # pickling does not touch the live model
+
+
+def test_training_data_is_freed_after_training_in_a_fresh_process() -> None:
+    """Nothing keeps the training rows alive once a model is trained: a library imported
+    lazily during training could keep the caller's frames (and their data) in a stored
+    traceback for the rest of the process."""
+    import subprocess
+    import sys
+
+    script = """
+import gc, weakref
+from ml_assets.lib.metrics import get_metric
+from ml_assets.lib.models import prepare, train_lightgbm, train_glm
+from ml_assets.lib.spec import GLMCandidate, LightGBMCandidate
+from ml_assets_tests.lib.conftest import classification_raw, spec_from, split_frames
+
+def train():
+    spec = spec_from()
+    train, validation, _ = split_frames(spec, classification_raw(600))
+    data = prepare(spec, train, validation)
+    train_lightgbm(data, LightGBMCandidate(budget=2, num_boost_round=20), get_metric("roc_auc"))
+    train_glm(data, GLMCandidate())
+    return weakref.ref(data), weakref.ref(train)
+
+refs = train()
+gc.collect()
+assert all(r() is None for r in refs), "training data still referenced after training"
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
