@@ -50,6 +50,7 @@ class Evaluation:
     confidence: float = 0.95
     forecast: Any = None  # forecast_eval.ForecastDetails for forecasting specs
     interval_method: str = "percentile bootstrap intervals (rows resampled)"
+    paired_test: str = "paired bootstrap over test rows"
     # Row positions (into the test rows) of the seeded sample that importance and scatter
     # plots use; None when they use every row.
     diagnostic_sample: np.ndarray | None = None
@@ -167,6 +168,9 @@ def evaluate(
         candidate.importance(test if sample is None else test[sample]),
         confidence=cfg.confidence,
         interval_method=intervals.describe(method, cfg.bootstrap_samples, cfg.bootstrap_max_rows),
+        paired_test="paired bootstrap over test rows"
+        if method == "bootstrap"
+        else "paired normal test with influence-function standard errors over test rows",
         diagnostic_sample=sample,
     )
 

@@ -105,7 +105,7 @@ def _paired_test(evaluation: Evaluation) -> str:
         return (
             f"Diebold-Mariano on holdout losses, statistic {dm.statistic:.2f}, p {dm.p_value:.4f}"
         )
-    return "paired bootstrap over test rows"
+    return evaluation.paired_test
 
 
 @dataclass(frozen=True)

@@ -166,6 +166,8 @@ def test_large_test_split_uses_influence_intervals_and_a_stated_sample(
     assert f"seeded sample of 50 of the {ev.test_rows:,} test rows" in page
     card = model_card(ev, decision, lineage_for(spec, ev), "")
     assert "influence-function" in card
+    beats = next(c for c in decision.criteria if c.name == "beats_baseline")
+    assert "paired normal test with influence-function standard errors" in beats.detail
 
 
 def test_small_test_split_is_bootstrapped_and_not_sampled(
