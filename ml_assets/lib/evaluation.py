@@ -10,7 +10,7 @@ import polars as pl
 
 from ml_assets.lib import intervals
 from ml_assets.lib.data import fingerprint
-from ml_assets.lib.metrics import Estimate, get_metric, score
+from ml_assets.lib.metrics import Estimate, Metric, get_metric, score
 from ml_assets.lib.models import Model, encode_target
 from ml_assets.lib.spec import MLSpec
 
@@ -98,21 +98,27 @@ def _score_model(
 ) -> Scored:
     scores = model.predict(test)
     labels = model.labels(scores) if spec.task == "classification" else None
-    cfg = spec.evaluation
     metrics = {}
     for name in spec.all_metrics:
         metric = get_metric(name)
         values = labels if metric.kind == "label" else scores
-        metrics[name] = intervals.metric_ci(
-            metric,
-            y,
-            values,
-            cfg.bootstrap_samples,
-            cfg.confidence,
-            spec.split.seed,
-            cfg.bootstrap_max_rows,
-        )
+        metrics[name] = _ci(spec, metric, y, values)
     return Scored(model.name, role, model.family, scores, labels, metrics)
+
+
+def _ci(spec: MLSpec, metric: Metric, y: np.ndarray, values: np.ndarray) -> Estimate:
+    """``metric`` with its CI as the spec's evaluation settings ask (bootstrap or, above
+    ``bootstrap_max_rows``, influence-function intervals)."""
+    cfg = spec.evaluation
+    return intervals.metric_ci(
+        metric,
+        y,
+        values,
+        cfg.bootstrap_samples,
+        cfg.confidence,
+        spec.split.seed,
+        cfg.bootstrap_max_rows,
+    )
 
 
 def evaluate(
@@ -306,13 +312,4 @@ def realized_performance(
         return None
     y = encode_target(spec, subset, model.positive)
     values = model.labels(scores[labelled]) if metric.kind == "label" else scores[labelled]
-    cfg = spec.evaluation
-    return intervals.metric_ci(
-        metric,
-        y,
-        values,
-        cfg.bootstrap_samples,
-        cfg.confidence,
-        spec.split.seed,
-        cfg.bootstrap_max_rows,
-    )
+    return _ci(spec, metric, y, values)
