@@ -218,6 +218,6 @@ def describe(method: Method, samples: int, bootstrap_max_rows: int) -> str:
     return (
         f"normal intervals with influence-function standard errors (DeLong for ROC AUC, the "
         f"delta method for ratios and RMSE): more than {bootstrap_max_rows:,} test rows "
-        "(evaluation.bootstrap_max_rows), where a bootstrap would cost resamples x rows and "
-        "gives the same interval"
+        "(evaluation.bootstrap_max_rows), where a bootstrap would cost resamples x rows of "
+        "work for an interval this one matches"
     )
