@@ -117,7 +117,7 @@ def main() -> int:
     steps, commands = [], []
     for _ in range(args.repeats):
         commands.append(run_measured(command, env).seconds)
-        timings, _, _ = step_seconds(home)
+        timings, _ = step_seconds(home)
         steps.append(next(end - start for k, (start, end) in timings.items() if "predictions" in k))
     raw, by_hand, trees = reference_seconds(stores, day_file, args.repeats)
     step, cmd = statistics.median(steps), statistics.median(commands)

@@ -105,11 +105,9 @@ def job_env(stores: Path, specs: Path) -> dict[str, str]:
     }
 
 
-def step_seconds(
-    dagster_home: Path,
-) -> tuple[dict[str, tuple[float, float]], float, dict[str, str]]:
-    """(start, end) epoch seconds per step, the run's own duration and its tags, from the
-    instance's event log."""
+def step_seconds(dagster_home: Path) -> tuple[dict[str, tuple[float, float]], float]:
+    """(start, end) epoch seconds per step and the run's own duration, from the instance's
+    event log."""
     from dagster import DagsterEventType, DagsterInstance
     from dagster._core.instance.ref import InstanceRef
 
@@ -127,7 +125,7 @@ def step_seconds(
                 steps[record.step_key] = (started[record.step_key], record.timestamp)
         stats = instance.get_run_stats(run.run_id)
         duration = (stats.end_time or 0) - (stats.start_time or 0)
-    return steps, duration, dict(run.tags)
+    return steps, duration
 
 
 def champion_auc(stores: Path) -> str:
@@ -224,7 +222,7 @@ class JobRun:
 
 def run_job(cmd: list[str], env: dict[str, str], stores: Path) -> JobRun:
     measured = run_measured(cmd, env)
-    steps, duration, _ = step_seconds(stores / "dagster_home")
+    steps, duration = step_seconds(stores / "dagster_home")
     rss = {
         k: max((g for t, g in measured.rss if start <= t <= end), default=float("nan"))
         for k, (start, end) in steps.items()
