@@ -12,7 +12,12 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from ml_assets.defs.resources import SPLITS_METADATA_KEY, ArtifactStore, MlflowResource
+from ml_assets.defs.resources import (
+    SCHEMA_ONLY_METADATA_KEY,
+    SPLITS_METADATA_KEY,
+    ArtifactStore,
+    MlflowResource,
+)
 from ml_assets.lib import data as data_lib
 from ml_assets.lib import drift as drift_lib
 from ml_assets.lib import evaluation as eval_lib
@@ -260,7 +265,12 @@ def _features_contract(spec: MLSpec) -> dg.AssetChecksDefinition:
         asset=_key(spec, "features"),
         name="features_contract",
         blocking=True,
-        additional_ins={"raw_data": dg.AssetIn(_key(spec, "raw_data"))},
+        # The learned contract records the raw columns: their names are read, not the rows.
+        additional_ins={
+            "raw_data": dg.AssetIn(
+                _key(spec, "raw_data"), metadata={SCHEMA_ONLY_METADATA_KEY: True}
+            )
+        },
         description="GX suite: target present and not null, label cardinality, ranges, "
         "categories, duplicate rows, the spec's own expectations",
     )
@@ -280,7 +290,7 @@ def _features_contract(spec: MLSpec) -> dg.AssetChecksDefinition:
             else "no learned contract yet"
         )
         if outcome.success and learned is None and spec.validation.learn:
-            val_lib.learn_contract(spec, raw_data, features).save(path)
+            val_lib.learn_contract(spec, raw_data.schema, features).save(path)
             note = f"contract learned from this data and saved to {path}"
         if not outcome.success:
             context.log.error(f"spec '{spec.name}' {outcome.summary()}")

@@ -16,6 +16,8 @@ from ml_assets.lib.data import SPLIT
 from ml_assets.lib.tracking import Tracker
 
 SPLITS_METADATA_KEY = "splits"
+# Input metadata {"schema_only": True}: the stored frame's columns and types, no rows.
+SCHEMA_ONLY_METADATA_KEY = "schema_only"
 
 
 def project_home() -> Path:
@@ -77,7 +79,9 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
     """polars frames as parquet, other values (fitted models, reports) pickled.
 
     An input may carry metadata ``{"splits": [...]}``: only rows whose ``__split`` is listed are
-    read, so an asset that must not see the test split never loads it.
+    read, so an asset that must not see the test split never loads it. With
+    ``{"schema_only": True}`` the input is an empty frame of the stored columns and types, for a
+    step that needs only those (read from the parquet footer, whatever the row count).
     """
 
     base_dir: str
@@ -113,8 +117,10 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
             return pl.concat([_read_parquet(p, None) for p in parts if p.exists()], how="diagonal")
         parquet = self._path(key, ".parquet")
         if parquet.exists():
-            wanted = (context.definition_metadata or {}).get(SPLITS_METADATA_KEY)
-            return _read_parquet(parquet, wanted)
+            metadata = context.definition_metadata or {}
+            if metadata.get(SCHEMA_ONLY_METADATA_KEY):
+                return _read_schema(parquet)
+            return _read_parquet(parquet, metadata.get(SPLITS_METADATA_KEY))
         pkl = self._path(key, ".pkl")
         if not pkl.exists():
             raise FileNotFoundError(
@@ -123,6 +129,11 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
             )
         with pkl.open("rb") as fh:
             return pickle.load(fh)
+
+
+def _read_schema(path: UPath) -> pl.DataFrame:
+    with path.open("rb") as fh:
+        return pl.DataFrame(schema=pl.read_parquet_schema(fh))
 
 
 def _read_parquet(path: UPath, splits: list[str] | None) -> pl.DataFrame:

@@ -45,15 +45,21 @@ class Preprocessor:
         return [*self.numeric, *self.categorical]
 
     def codes(self, frame: pl.DataFrame) -> np.ndarray:
+        """Float rows in C order (what LightGBM reads fastest), categories as level codes."""
         cols = [frame[c].cast(pl.Float64) for c in self.numeric]
-        for c in self.categorical:
-            mapping = {v: float(i) for i, v in enumerate(self.levels[c])}
-            cols.append(frame[c].replace_strict(mapping, default=None, return_dtype=pl.Float64))
-        return (
-            pl.DataFrame(cols).to_numpy().astype(np.float64, copy=False)
-            if cols
-            else np.empty((frame.height, 0))
-        )
+        cols += [self._level_codes(frame[c]) for c in self.categorical]
+        if not cols:
+            return np.empty((frame.height, 0))
+        return pl.DataFrame(cols).to_numpy(order="c").astype(np.float64, copy=False)
+
+    def _level_codes(self, column: pl.Series) -> pl.Series:
+        levels = self.levels[column.name]
+        if column.dtype in (pl.String, pl.Categorical) and all(isinstance(v, str) for v in levels):
+            # unseen categories fail the non-strict cast and become null
+            enum = column.cast(pl.Enum(levels), strict=False)
+            return enum.to_physical().cast(pl.Float64)
+        mapping = {v: float(i) for i, v in enumerate(levels)}
+        return column.replace_strict(mapping, default=None, return_dtype=pl.Float64)
 
     def design_names(self) -> list[str]:
         dummies = [f"{c}={v}" for c in self.categorical for v in self.levels[c][1:]]

@@ -7,8 +7,10 @@ categories), stored as JSON so that later runs are held to it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -112,25 +114,29 @@ def categorical_columns(spec: MLSpec, frame: pl.DataFrame) -> list[str]:
     return sorted({*spec.categorical, *auto} - {ROW_ID, spec.time_column, spec.target})
 
 
-def learn_contract(spec: MLSpec, raw: pl.DataFrame, features: pl.DataFrame) -> LearnedContract:
-    """Profile raw and feature columns: type family, widened numeric range, category sets."""
-    columns: dict[str, dict[str, Any]] = {}
+def learn_contract(
+    spec: MLSpec, raw_schema: Mapping[str, pl.DataType], features: pl.DataFrame
+) -> LearnedContract:
+    """Profile the columns: the raw columns' type families (the raw stage checks no more),
+    and for feature columns also a widened numeric range or the category set."""
+    columns: dict[str, dict[str, Any]] = {
+        name: {"type": type_family(dtype)} for name, dtype in raw_schema.items()
+    }
     cats = set(categorical_columns(spec, features))
     tol = spec.validation.range_tolerance
-    for frame in (raw, features):
-        for name, dtype in frame.schema.items():
-            if name == ROW_ID:
-                continue
-            profile: dict[str, Any] = {"type": type_family(dtype)}
-            values = frame[name].drop_nulls()
-            if name in cats and values.n_unique() <= MAX_LEARNED_CATEGORIES:
-                profile["allowed"] = sorted(values.unique().to_list(), key=str)
-            elif profile["type"] == "numeric" and name != spec.target and len(values):
-                lo, hi = float(values.min()), float(values.max())
-                pad = tol * (hi - lo)
-                profile["min"], profile["max"] = lo - pad, hi + pad
-            columns[name] = profile
-    return LearnedContract(fingerprint(features), features.height, raw.columns, columns)
+    for name, dtype in features.schema.items():
+        if name == ROW_ID:
+            continue
+        profile: dict[str, Any] = {"type": type_family(dtype)}
+        values = features[name].drop_nulls()
+        if name in cats and values.n_unique() <= MAX_LEARNED_CATEGORIES:
+            profile["allowed"] = sorted(values.unique().to_list(), key=str)
+        elif profile["type"] == "numeric" and name != spec.target and len(values):
+            lo, hi = float(values.min()), float(values.max())
+            pad = tol * (hi - lo)
+            profile["min"], profile["max"] = lo - pad, hi + pad
+        columns[name] = profile
+    return LearnedContract(fingerprint(features), features.height, list(raw_schema), columns)
 
 
 def _declared_or_learned(
@@ -259,15 +265,30 @@ def run_expectations(
     checks themselves. Table expectations (row count, columns present) run on a zero-copy
     Arrow-backed view of every column. Every expectation still judges every row.
     """
+    with _without_gx_batch_hashing():
+        return _run_grouped(stage, frame, expectations)
+
+
+@contextlib.contextmanager
+def _without_gx_batch_hashing() -> Iterator[None]:
+    """GX's pandas engine md5-hashes every batch under 1 GB into a batch marker, which costs
+    ~40% of a validation at millions of rows and is never read here (the data's fingerprint
+    is ours, per column). The engine's size threshold is lowered for our runs only."""
+    from great_expectations.execution_engine import pandas_execution_engine as engine
+
+    saved = engine.HASH_THRESHOLD
+    engine.HASH_THRESHOLD = 0
+    try:
+        yield
+    finally:
+        engine.HASH_THRESHOLD = saved
+
+
+def _run_grouped(stage: Stage, frame: pl.DataFrame, expectations: list[Any]) -> ValidationOutcome:
     import great_expectations as gx
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = {"globally": False}
-    batch = (
-        context.data_sources.add_pandas("ml_assets")
-        .add_dataframe_asset(stage)
-        .add_batch_definition_whole_dataframe("all_rows")
-    )
     if any(getattr(e, "column", None) == ROW_HASH for e in expectations):
         frame = _with_row_hash(frame)
     groups: dict[str | None, list[Any]] = {}
@@ -277,23 +298,28 @@ def run_expectations(
         groups.setdefault(column if column in frame.columns else None, []).append(expectation)
     results = []
     for i, (column, group) in enumerate(groups.items()):
-        suite = context.suites.add(gx.ExpectationSuite(name=f"{stage}_contract_{i}"))
+        # A data source per group: GX's execution engine caches every metric it resolves
+        # (full-length masks and index hashes among them) for as long as its data source
+        # lives, so one shared source would hold every column's intermediates to the end.
+        source = context.data_sources.add_pandas(f"ml_assets_{i}")
+        batch = source.add_dataframe_asset(stage).add_batch_definition_whole_dataframe("all_rows")
+        suite = gx.ExpectationSuite(name=f"{stage}_contract_{i}")
         for expectation in group:
             suite.add_expectation(expectation)
-        definition = context.validation_definitions.add(
-            gx.ValidationDefinition(name=f"{stage}_validation_{i}", data=batch, suite=suite)
-        )
         data = (
             frame.to_pandas(use_pyarrow_extension_array=True)
             if column is None
             else _to_pandas_for_gx(frame.select(column))
         )
-        result = definition.run(
+        result = gx.ValidationDefinition(
+            name=f"{stage}_validation_{i}", data=batch, suite=context.suites.add(suite)
+        ).run(
             batch_parameters={"dataframe": data},
             result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5},
         )
         results += result.results
-        del data
+        context.data_sources.delete(source.name)
+        del data, source, batch, result
     failures = [_describe(r, frame.height) for r in results if not r.success]
     return ValidationOutcome(stage, not failures, len(results), frame.height, failures)
 

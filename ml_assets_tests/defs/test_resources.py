@@ -8,7 +8,11 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from ml_assets.defs.resources import ArtifactStore, PolarsParquetIOManager
+from ml_assets.defs.resources import (
+    SCHEMA_ONLY_METADATA_KEY,
+    ArtifactStore,
+    PolarsParquetIOManager,
+)
 from ml_assets.lib.data import SPLIT
 
 
@@ -57,3 +61,23 @@ def test_artifact_store_keeps_the_url_scheme() -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("<html/>")
     assert path.read_text() == "<html/>"
+
+
+def test_schema_only_input_reads_columns_and_types_without_rows(tmp_path: Path) -> None:
+    seen: dict = {}
+
+    @dg.asset(key=["s", "raw"])
+    def raw() -> pl.DataFrame:
+        return pl.DataFrame({"x": [1.5, 2.5], "c": ["a", "b"], "n": [1, 2]})
+
+    @dg.asset(
+        key=["s", "uses_schema"],
+        ins={"raw": dg.AssetIn(["s", "raw"], metadata={SCHEMA_ONLY_METADATA_KEY: True})},
+    )
+    def uses_schema(raw: pl.DataFrame) -> None:
+        seen["raw"] = raw
+
+    io = PolarsParquetIOManager(base_dir=str(tmp_path))
+    assert dg.materialize([raw, uses_schema], resources={"io_manager": io}).success
+    assert seen["raw"].height == 0
+    assert dict(seen["raw"].schema) == {"x": pl.Float64, "c": pl.String, "n": pl.Int64}

@@ -77,6 +77,23 @@ def test_codes_keep_nan_and_map_categories_to_training_levels(prep: Preprocessor
     assert codes[0, 2] == 2.0  # 'silver' is the third training level
     assert math.isnan(codes[1, 2])  # unseen category
     assert math.isnan(codes[2, 2])  # missing category
+    assert codes.flags["C_CONTIGUOUS"]  # row-major: what LightGBM reads without a copy
+
+
+def test_string_categorical_or_not_codes_are_the_training_level_positions() -> None:
+    train = pl.DataFrame(
+        {"s": ["b", "a", "c", "a"], "k": [3, 1, 2, 1], "cat": ["x", "y", "x", "y"]},
+        schema_overrides={"cat": pl.Categorical},
+    )
+    prep = Preprocessor.fit(train, ["s", "k", "cat"], ["s", "k", "cat"])
+    frame = pl.DataFrame(
+        {"s": ["c", "zz", None], "k": [2, 9, None], "cat": ["y", "q", None]},
+        schema_overrides={"cat": pl.Categorical},
+    )
+    codes = prep.codes(frame)
+    assert prep.levels == {"s": ["a", "b", "c"], "k": [1, 2, 3], "cat": ["x", "y"]}
+    assert codes[0].tolist() == [2.0, 1.0, 1.0]
+    assert np.isnan(codes[1:]).all()  # unseen levels and nulls alike
 
 
 def test_design_has_const_scaled_numerics_and_dummies(prep: Preprocessor) -> None:
