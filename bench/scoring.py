@@ -17,8 +17,9 @@ from collections.abc import Callable
 import polars as pl
 
 from ml_assets.lib.churn import ChurnStream
+from ml_assets.lib.lightgbm_search import train_lightgbm
 from ml_assets.lib.metrics import get_metric
-from ml_assets.lib.models import prepare, train_lightgbm
+from ml_assets.lib.models import prepare
 from ml_assets.lib.spec import LightGBMCandidate, MLSpec
 
 

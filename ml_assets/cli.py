@@ -15,6 +15,7 @@ from pathlib import Path
 from mlflow import MlflowClient
 
 from ml_assets.defs.resources import ArtifactStore, default_data_dir, default_tracking_uri
+from ml_assets.lib import names
 from ml_assets.lib.churn import ChurnStream
 from ml_assets.lib.data import day_files
 from ml_assets.lib.spec import MLSpec, discover_specs
@@ -28,19 +29,20 @@ def spec_summary(spec: MLSpec, tracker: Tracker) -> list[str]:
     if not versions:
         return [
             f"{spec.name}: no registered version yet; run `dagster job execute -m "
-            f"ml_assets.definitions -j train_{spec.name}`"
+            f"ml_assets.definitions -j {names.train_job(spec.name)}`"
         ]
     latest = max(versions, key=lambda v: int(v.version))
     run = client.get_run(latest.run_id)
     m, tags, p = run.data.metrics, run.data.tags, spec.primary_metric
     champion = tracker.champion_version(spec.name)
-    if tags.get("promoted") == "True":
-        head = f"{spec.name}: CHAMPION is v{latest.version} ({tags.get('model_name')}), promoted"
+    if tags.get(names.PROMOTED_TAG) == "True":
+        model = tags.get(names.MODEL_NAME_TAG)
+        head = f"{spec.name}: CHAMPION is v{latest.version} ({model}), promoted"
     else:
         stays = f"champion stays v{champion[0]}" if champion else "there is no champion"
         head = (
-            f"{spec.name}: v{latest.version} ({tags.get('model_name')}) NOT PROMOTED, "
-            f"{stays}. Why: {tags.get('gate_reasons', 'gate not applied')}"
+            f"{spec.name}: v{latest.version} ({tags.get(names.MODEL_NAME_TAG)}) NOT PROMOTED, "
+            f"{stays}. Why: {tags.get(names.GATE_REASONS_TAG, 'gate not applied')}"
         )
     lines = [
         head,
@@ -48,11 +50,11 @@ def spec_summary(spec: MLSpec, tracker: Tracker) -> list[str]:
         f"{spec.evaluation.confidence:.0%} CI "
         f"[{m.get(f'test_{p}_ci_lower', float('nan')):.4f}, "
         f"{m.get(f'test_{p}_ci_upper', float('nan')):.4f}]",
-        f"  best baseline ({tags.get('best_baseline')}) test {p}: "
+        f"  best baseline ({tags.get(names.BEST_BASELINE_TAG)}) test {p}: "
         f"{m.get(f'baseline_test_{p}', float('nan')):.4f}",
-        f"  report: {tags.get('report_path')}",
+        f"  report: {tags.get(names.REPORT_PATH_TAG)}",
         f"  registry: {f'models:/{spec.name}@{CHAMPION_ALIAS}' if champion else 'no champion'}; "
-        f"data {tags.get('data_fingerprint')}, code {tags.get('code_version')}",
+        f"data {tags.get(names.DATA_FINGERPRINT_TAG)}, code {tags.get(names.CODE_VERSION_TAG)}",
     ]
     forecast = Path(default_data_dir()) / spec.name / "forecast.parquet"
     if spec.task == "forecasting" and forecast.exists():

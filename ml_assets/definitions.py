@@ -6,7 +6,7 @@ import os
 
 import dagster as dg
 
-from ml_assets.defs.pipeline import build_spec_defs, training_selection
+from ml_assets.defs.factory import build_spec_defs, training_selection
 from ml_assets.defs.resources import (
     ArtifactStore,
     MlflowResource,

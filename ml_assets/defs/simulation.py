@@ -18,6 +18,7 @@ from typing import Any
 
 import dagster as dg
 
+from ml_assets.lib import names
 from ml_assets.lib.churn import ChurnStream
 
 
@@ -67,7 +68,7 @@ def _train(
     log_level: str,
 ) -> dict[str, Any]:
     """Run ``train_<spec>`` with ``tags``; the champion_model metadata says what the gate did."""
-    result = defs.resolve_job_def(f"train_{spec}").execute_in_process(
+    result = defs.resolve_job_def(names.train_job(spec)).execute_in_process(
         instance=instance, tags=tags, raise_on_error=False, run_config=_quiet(log_level)
     )
     outcome = stage_metadata(result, "champion_model")
@@ -126,8 +127,8 @@ def simulate(
 ) -> Simulation:
     """Let ``days`` of ``stream`` arrive in ``incoming`` one by one, scoring, monitoring and
     retraining as the definitions' own job, sensor and schedule decide."""
-    score_job = defs.resolve_job_def(f"score_{spec}")
-    sensor = defs.resolve_sensor_def(f"retrain_{spec}_on_drift")
+    score_job = defs.resolve_job_def(names.score_job(spec))
+    sensor = defs.resolve_sensor_def(names.drift_sensor(spec))
     cursor: str | None = None
     out = Simulation()
     for index in days:
@@ -140,7 +141,7 @@ def simulate(
             run_config=_quiet(log_level),
         )
         if not scored.success:
-            raise RuntimeError(f"score_{spec} failed for {day} (run {scored.run_id})")
+            raise RuntimeError(f"{names.score_job(spec)} failed for {day} (run {scored.run_id})")
         tick = sensor.evaluate_tick(
             dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
         )
@@ -148,7 +149,7 @@ def simulate(
         request = tick.run_requests[0] if tick.run_requests else None
         retrain = _train(defs, instance, spec, dict(request.tags), log_level) if request else None
         message = (
-            f"requested train_{spec} (run key {request.run_key})"
+            f"requested {names.train_job(spec)} (run key {request.run_key})"
             if request
             else tick.skip_message or "no request"
         )
@@ -169,9 +170,9 @@ def _weekly(
     log_level: str,
 ) -> dict[str, Any]:
     """Evaluate the weekly retraining schedule on the morning after ``last_day`` and run it."""
-    schedule = defs.resolve_schedule_def(f"weekly_retrain_{spec}")
+    schedule = defs.resolve_schedule_def(names.weekly_retrain_schedule(spec))
     when = dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time(3), tzinfo=dt.UTC)
     context = dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
     requests = schedule.evaluate_tick(context).run_requests or []
-    tags = {**(dict(requests[0].tags) if requests else {}), "ml_assets/trigger": "weekly"}
+    tags = {**(dict(requests[0].tags) if requests else {}), names.TRIGGER_TAG: "weekly"}
     return _train(defs, instance, spec, tags, log_level)

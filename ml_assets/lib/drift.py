@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,6 +113,41 @@ class DriftVerdict:
     @property
     def retrain(self) -> bool:
         return bool(self.reasons)
+
+    def summary(self, model_version: str) -> dict[str, object]:
+        """The plain values a drift report records and ``RetrainSignal`` reads back."""
+        return {
+            "model_version": model_version,
+            "drifted_features": ", ".join(self.drifted_features) or "none",
+            "drifted_share": self.drifted_share,
+            "max_psi": self.max_psi,
+            "prediction_psi": self.prediction_psi,
+            "retrain_recommended": self.retrain,
+            "reasons": "; ".join(self.reasons) or "within thresholds",
+        }
+
+
+@dataclass(frozen=True)
+class RetrainSignal:
+    """What a recorded drift report says to the retraining sensor (see ``DriftVerdict.summary``)."""
+
+    retrain: bool
+    reasons: str
+    drifted_features: str
+    max_psi: float
+    drifted_share: float
+    model_version: str
+
+    @classmethod
+    def from_metadata(cls, meta: Mapping[str, object]) -> RetrainSignal:
+        return cls(
+            retrain=bool(meta.get("retrain_recommended")),
+            reasons=str(meta.get("reasons", "within thresholds")),
+            drifted_features=str(meta.get("drifted_features")),
+            max_psi=float(meta.get("max_psi", 0.0)),  # type: ignore[arg-type]
+            drifted_share=float(meta.get("drifted_share", 0.0)),  # type: ignore[arg-type]
+            model_version=str(meta.get("model_version")),
+        )
 
 
 def verdict(

@@ -16,13 +16,7 @@ from ml_assets.lib.evaluation import Evaluation, Scored
 from ml_assets.lib.forecasters import Forecast, Forecaster, forecast_frame
 from ml_assets.lib.metrics import Estimate
 from ml_assets.lib.spec import MLSpec
-
-
-def mase_scale(y: np.ndarray, period: int) -> float:
-    """In-sample MAE of the seasonal naive forecast (naive when the series is too short)."""
-    m = period if len(y) > period else 1
-    scale = float(np.mean(np.abs(y[m:] - y[:-m]))) if len(y) > m else 0.0
-    return scale if scale > 0 else 1.0
+from ml_assets.lib.timeseries import mase_scale
 
 
 def step_losses(metric: str, y: np.ndarray, yhat: np.ndarray, scale: float) -> np.ndarray:

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from ml_assets.lib.evaluation import Evaluation, Lineage
 from ml_assets.lib.metrics import get_metric, relative_improvement
+from ml_assets.lib.records import Trained
 from ml_assets.lib.spec import SuccessCriteria
-from ml_assets.lib.tracking import Trained
 
 
 @dataclass(frozen=True)

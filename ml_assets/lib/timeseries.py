@@ -261,3 +261,10 @@ def assert_no_lookahead(builder: FeatureBuilder, y: np.ndarray, periods: np.ndar
                 f"values at or after row {t} change: the builder looks ahead of the forecast "
                 "origin"
             )
+
+
+def mase_scale(y: np.ndarray, period: int) -> float:
+    """In-sample MAE of the seasonal naive forecast (naive when the series is too short)."""
+    m = period if len(y) > period else 1
+    scale = float(np.mean(np.abs(y[m:] - y[:-m]))) if len(y) > m else 0.0
+    return scale if scale > 0 else 1.0

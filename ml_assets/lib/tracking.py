@@ -20,6 +20,8 @@ from mlflow.models import infer_signature
 
 import ml_assets
 from ml_assets.lib.models import Model
+from ml_assets.lib.names import MODEL_NAME_TAG
+from ml_assets.lib.records import LoggedModel, Trained  # noqa: F401 (Trained: pickles name it here)
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +66,6 @@ class PyfuncModel(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
         return self.model.predict(pl.from_pandas(model_input))
-
-
-@dataclass(frozen=True)
-class LoggedModel:
-    run_id: str
-    model_uri: str
-    experiment_id: str
 
 
 class ChampionLoadError(RuntimeError):
@@ -135,7 +130,7 @@ class Tracker:
             mlflow.log_params(_flat_params(model))
             mlflow.log_metrics({f"validation_{k}": v for k, v in validation_metrics.items()})
             mlflow.set_tags(
-                {**tags, "role": model.role, "family": model.family, "model_name": model.name}
+                {**tags, "role": model.role, "family": model.family, MODEL_NAME_TAG: model.name}
             )
             info = mlflow.pyfunc.log_model(
                 name="model",
@@ -236,14 +231,3 @@ def _requirements() -> list[str]:
 
     pkgs = ["polars", "numpy", "lightgbm", "statsmodels", "scikit-learn", "mlflow", "pyarrow"]
     return [f"{p}=={version(p)}" for p in pkgs] + ["ml_assets"]
-
-
-@dataclass(frozen=True)
-class Trained:
-    """A fitted model with its MLflow run, validation metrics and training-data fingerprint."""
-
-    model: Model
-    logged: LoggedModel
-    validation: dict[str, float]
-    data_fingerprint: str
-    backtest: pl.DataFrame | None = None  # forecasting: per-fold forecasts behind `validation`

@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 
 from ml_assets.definitions import build_definitions
-from ml_assets.defs.pipeline import ALL_SPLITS, TRAIN_AND_VALIDATION
+from ml_assets.defs.shared import ALL_SPLITS, TRAIN_AND_VALIDATION
 from ml_assets.lib.spec import SpecError
 from ml_assets_tests.helpers import TABULAR_STAGES
 

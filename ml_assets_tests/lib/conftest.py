@@ -20,6 +20,7 @@ import yaml
 
 from ml_assets.lib.data import SPLIT, build_features
 from ml_assets.lib.evaluation import Evaluation, Lineage, evaluate
+from ml_assets.lib.lightgbm_search import train_lightgbm
 from ml_assets.lib.metrics import get_metric
 from ml_assets.lib.models import (
     GLMModel,
@@ -29,7 +30,6 @@ from ml_assets.lib.models import (
     prepare,
     train_baselines,
     train_glm,
-    train_lightgbm,
 )
 from ml_assets.lib.spec import MLSpec
 from ml_assets.lib.splits import assign_splits
@@ -187,6 +187,34 @@ def lineage_for(spec: MLSpec, ev: Evaluation) -> Lineage:
 @pytest.fixture
 def classification_frame() -> pl.DataFrame:
     return classification_raw()
+
+
+def forecast_spec(
+    *,
+    candidates: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    **forecast: Any,
+) -> MLSpec:
+    """A small weekly forecasting spec over co2; keyword arguments override 'forecast' settings."""
+    raw: dict[str, Any] = {
+        "name": "toy_fc",
+        "task": "forecasting",
+        "source": {"statsmodels": "co2"},
+        "time_column": "date",
+        "target": "y",
+        "forecast": {
+            "frequency": "1w",
+            "horizon": 8,
+            "seasonal_period": 8,
+            "folds": 2,
+            "imputation": "linear",
+            **forecast,
+        },
+        "candidates": candidates if candidates is not None else {"sarimax": {}},
+    }
+    if metrics is not None:
+        raw["metrics"] = metrics
+    return MLSpec.model_validate(raw)
 
 
 @pytest.fixture

@@ -84,3 +84,23 @@ def test_verdict_reasons() -> None:
     assert lower_better.retrain and "outside the champion's test CI" in lower_better.reasons[0]
     unlabelled = verdict(table, 0.0, None, champion, True, max_drifted_share=0.9, max_psi=1.0)
     assert not unlabelled.retrain and unlabelled.realized is None
+
+
+def test_a_recorded_verdict_reads_back_as_the_same_retrain_signal() -> None:
+    """The drift report writes ``summary`` into its metadata; the sensor reads it back."""
+    from ml_assets.lib.drift import RetrainSignal, verdict
+
+    table = pl.DataFrame({"feature": ["a", "b"], "psi": [0.9, 0.01], "drifted": [True, False]})
+    fired = verdict(table, 0.2, None, None, True, max_drifted_share=0.4, max_psi=0.5)
+    calm = verdict(table, 0.0, None, None, True, max_drifted_share=0.9, max_psi=0.95)
+    signal = RetrainSignal.from_metadata(fired.summary("7"))
+    assert signal == RetrainSignal(
+        retrain=True,
+        reasons="; ".join(fired.reasons),
+        drifted_features="a",
+        max_psi=pytest.approx(0.9),
+        drifted_share=pytest.approx(0.5),
+        model_version="7",
+    )
+    assert not RetrainSignal.from_metadata(calm.summary("7")).retrain
+    assert RetrainSignal.from_metadata(calm.summary("7")).reasons == "within thresholds"

@@ -10,36 +10,16 @@ import numpy as np
 import polars as pl
 import pytest
 
+from ml_assets.lib import families
 from ml_assets.lib import forecast_eval as fe
 from ml_assets.lib import forecasters as fc
 from ml_assets.lib.data import SPLIT
 from ml_assets.lib.evaluation import Evaluation
 from ml_assets.lib.gate import decide
-from ml_assets.lib.spec import MLSpec
 from ml_assets.lib.timeseries import assign_forecast_splits, backtest_folds
+from ml_assets_tests.lib.conftest import forecast_spec
 
 START = dt.datetime(2021, 1, 2)
-
-
-def fc_spec(**overrides: Any) -> MLSpec:
-    raw: dict[str, Any] = {
-        "name": "toy_fc",
-        "task": "forecasting",
-        "source": {"statsmodels": "co2"},
-        "time_column": "date",
-        "target": "y",
-        "forecast": {
-            "frequency": "1w",
-            "horizon": 8,
-            "seasonal_period": 8,
-            "folds": 2,
-            "imputation": "linear",
-        },
-        "metrics": {"primary": "mase", "secondary": ["mae", "rmse", "smape"]},
-        "candidates": {"ets": {}},
-        **overrides,
-    }
-    return MLSpec.model_validate(raw)
 
 
 # --- scale, losses, estimates -------------------------------------------------------------------
@@ -214,12 +194,15 @@ def _series(n: int = 96, seed: int = 4) -> pl.DataFrame:
 
 @pytest.fixture(scope="module")
 def fitted_setup() -> dict[str, Any]:
-    spec = fc_spec()
+    spec = forecast_spec(
+        candidates={"ets": {}},
+        metrics={"primary": "mase", "secondary": ["mae", "rmse", "smape"]},
+    )
     splits = assign_forecast_splits(spec, _series())
     history = splits.filter(pl.col(SPLIT) == "train").drop(SPLIT)
     holdout = splits.filter(pl.col(SPLIT) == "test").drop(SPLIT)
     folds = backtest_folds(spec, history.height)
-    models = [fc.candidate(spec, "ets"), *fc.baselines(spec)]
+    models = [families.forecaster(spec, "ets"), *fc.baselines(spec)]
     fitted = {m.name: (m.fit(history), fc.backtest(m, history, folds)) for m in models}
     return {"spec": spec, "history": history, "holdout": holdout, "fitted": fitted}
 

@@ -13,35 +13,15 @@ import polars as pl
 import pytest
 from scipy import stats
 
+from ml_assets.lib import families
 from ml_assets.lib import forecasters as fc
 from ml_assets.lib.forecast_eval import mase_scale
 from ml_assets.lib.spec import MLSpec
 from ml_assets.lib.timeseries import backtest_folds
+from ml_assets_tests.lib.conftest import forecast_spec
 
 START = dt.datetime(2021, 1, 2)
 Z95 = float(stats.norm.ppf(0.975))
-
-
-def fc_spec(**forecast: Any) -> MLSpec:
-    cfg = {
-        "frequency": "1w",
-        "horizon": 8,
-        "seasonal_period": 8,
-        "folds": 2,
-        "imputation": "linear",
-        **forecast,
-    }
-    return MLSpec.model_validate(
-        {
-            "name": "toy_fc",
-            "task": "forecasting",
-            "source": {"statsmodels": "co2"},
-            "time_column": "date",
-            "target": "y",
-            "forecast": cfg,
-            "candidates": {"sarimax": {}},
-        }
-    )
 
 
 def weekly_times(n: int, start: dt.datetime = START) -> pl.Series:
@@ -68,7 +48,7 @@ def baseline(spec: MLSpec, name: str) -> fc.Forecaster:
 
 
 def test_baselines_are_the_four_named_ones() -> None:
-    models = fc.baselines(fc_spec())
+    models = fc.baselines(forecast_spec())
     assert [m.name for m in models] == ["naive", "seasonal_naive", "drift", "mean"]
     assert all(m.role == "baseline" and m.task == "forecasting" for m in models)
     assert all(m.seasonal_period == 8 and m.frequency == "1w" for m in models)
@@ -76,7 +56,7 @@ def test_baselines_are_the_four_named_ones() -> None:
 
 def test_naive_repeats_the_last_value() -> None:
     y = np.array([5.0, 7.0, 6.0, 9.0, 8.0, 12.0])
-    model = baseline(fc_spec(), "naive").fit(frame_of(y))
+    model = baseline(forecast_spec(), "naive").fit(frame_of(y))
     f = model.forecast(4)
     np.testing.assert_array_equal(f.mean, [12.0] * 4)
     sigma = np.std(np.diff(y), ddof=1)
@@ -87,7 +67,7 @@ def test_naive_repeats_the_last_value() -> None:
 
 
 def test_naive_intervals_widen_with_the_horizon_and_contain_the_mean() -> None:
-    model = baseline(fc_spec(), "naive").fit(seasonal_series(40))
+    model = baseline(forecast_spec(), "naive").fit(seasonal_series(40))
     f = model.forecast(12)
     assert f.lower is not None and f.upper is not None
     width = f.upper - f.lower
@@ -98,7 +78,7 @@ def test_naive_intervals_widen_with_the_horizon_and_contain_the_mean() -> None:
 
 def test_seasonal_naive_repeats_the_last_season() -> None:
     y = np.arange(20, dtype=float) ** 1.5
-    model = baseline(fc_spec(seasonal_period=4), "seasonal_naive").fit(frame_of(y))
+    model = baseline(forecast_spec(seasonal_period=4), "seasonal_naive").fit(frame_of(y))
     f = model.forecast(10)
     np.testing.assert_allclose(f.mean, np.tile(y[-4:], 3)[:10])
     assert f.lower is not None and f.upper is not None
@@ -111,7 +91,7 @@ def test_seasonal_naive_repeats_the_last_season() -> None:
 
 def test_drift_extrapolates_the_line_from_first_to_last() -> None:
     y = [1.0, 3.0, 4.0, 8.0, 9.0]  # slope (9 - 1) / 4 = 2
-    f = baseline(fc_spec(), "drift").fit(frame_of(y)).forecast(3)
+    f = baseline(forecast_spec(), "drift").fit(frame_of(y)).forecast(3)
     np.testing.assert_allclose(f.mean, [11.0, 13.0, 15.0])
     assert f.lower is not None and f.upper is not None
     assert np.all(np.diff(f.upper - f.lower) > 0)
@@ -119,7 +99,7 @@ def test_drift_extrapolates_the_line_from_first_to_last() -> None:
 
 def test_mean_forecaster() -> None:
     y = [1.0, 2.0, 3.0, 4.0, 10.0]
-    f = baseline(fc_spec(), "mean").fit(frame_of(y)).forecast(3)
+    f = baseline(forecast_spec(), "mean").fit(frame_of(y)).forecast(3)
     np.testing.assert_allclose(f.mean, [4.0, 4.0, 4.0])
     assert f.lower is not None and f.upper is not None
     half = Z95 * np.std(y, ddof=1) * np.sqrt(1 + 1 / 5)
@@ -155,7 +135,7 @@ def test_steps_ahead_on_an_integer_grid_rejects_off_grid_steps() -> None:
 
 
 def test_predict_equals_forecast_mean_at_the_requested_steps() -> None:
-    model = baseline(fc_spec(), "drift").fit(frame_of([1.0, 3.0, 4.0, 8.0, 9.0]))
+    model = baseline(forecast_spec(), "drift").fit(frame_of([1.0, 3.0, 4.0, 8.0, 9.0]))
     future = model.future_frame(5)
     frame = future.select(pl.all().gather([1, 4, 2]))  # steps 2, 5, 3
     mean = model.forecast(5).mean
@@ -165,7 +145,7 @@ def test_predict_equals_forecast_mean_at_the_requested_steps() -> None:
 
 def test_predict_rejects_a_timestamp_that_is_not_after_the_training_data() -> None:
     history = frame_of([1.0, 3.0, 4.0, 8.0, 9.0])
-    model = baseline(fc_spec(), "drift").fit(history)
+    model = baseline(forecast_spec(), "drift").fit(history)
     last = history["date"][-1]
     frame = pl.DataFrame({"date": [last, last + dt.timedelta(weeks=2)]})
     with pytest.raises(ValueError):
@@ -174,7 +154,7 @@ def test_predict_rejects_a_timestamp_that_is_not_after_the_training_data() -> No
 
 def test_future_frame_gives_the_next_timestamps() -> None:
     history = frame_of([1.0, 2.0, 3.0])
-    model = baseline(fc_spec(), "naive").fit(history)
+    model = baseline(forecast_spec(), "naive").fit(history)
     last = history["date"][-1]
     out = model.future_frame(3)
     assert out.columns == ["date"]
@@ -183,7 +163,7 @@ def test_future_frame_gives_the_next_timestamps() -> None:
 
 
 def test_future_frame_on_month_ends_agrees_with_steps_ahead() -> None:
-    spec = fc_spec(frequency="1mo", seasonal_period=12)
+    spec = forecast_spec(frequency="1mo", seasonal_period=12)
     dates = pl.Series("date", [dt.date(2020, 11, 30), dt.date(2020, 12, 31), dt.date(2021, 1, 31)])
     model = baseline(spec, "naive").fit(pl.DataFrame({"date": dates, "y": [1.0, 2.0, 4.0]}))
     out = model.future_frame(3)["date"]
@@ -192,7 +172,7 @@ def test_future_frame_on_month_ends_agrees_with_steps_ahead() -> None:
 
 
 def test_fit_returns_a_fitted_copy_and_leaves_the_model_reusable() -> None:
-    model = baseline(fc_spec(), "naive")
+    model = baseline(forecast_spec(), "naive")
     first = model.fit(frame_of([1.0, 2.0, 3.0, 5.0]))
     second = model.fit(frame_of([10.0, 20.0, 30.0]))
     assert first is not model and second is not first
@@ -241,7 +221,7 @@ def recording(spec: MLSpec) -> RecordingForecaster:
 
 
 def test_backtest_fits_each_fold_only_before_its_origin() -> None:
-    spec = fc_spec()
+    spec = forecast_spec()
     series = seasonal_series(60)
     folds = backtest_folds(spec, series.height)
     assert [f.origin for f in folds] == [44, 52]
@@ -284,7 +264,7 @@ def test_backtest_fits_each_fold_only_before_its_origin() -> None:
 
 
 def test_backtest_does_not_hand_future_actuals_to_forecast() -> None:
-    spec = fc_spec()
+    spec = forecast_spec()
     series = seasonal_series(60)
     model = recording(spec)
     fc.backtest(model, series, backtest_folds(spec, series.height))
@@ -303,10 +283,10 @@ HOLDOUT = 16
 
 @pytest.fixture(scope="module")
 def candidate_fits() -> dict[str, Any]:
-    spec = fc_spec()
+    spec = forecast_spec()
     series = seasonal_series(128)
     history, holdout = series.head(128 - HOLDOUT), series.tail(HOLDOUT)
-    fitted = {f: fc.candidate(spec, f).fit(history) for f in FAMILIES}
+    fitted = {f: families.forecaster(spec, f).fit(history) for f in FAMILIES}
     fitted["naive"] = baseline(spec, "naive").fit(history)
     return {"spec": spec, "history": history, "holdout": holdout, "fitted": fitted}
 
@@ -343,13 +323,13 @@ def test_statsmodels_intervals_contain_the_mean(
 def test_lightgbm_forecaster_is_deterministic(candidate_fits: dict[str, Any]) -> None:
     spec, history = candidate_fits["spec"], candidate_fits["history"]
     first = candidate_fits["fitted"]["lightgbm"].forecast(HOLDOUT).mean
-    again = fc.candidate(spec, "lightgbm").fit(history).forecast(HOLDOUT).mean
+    again = families.forecaster(spec, "lightgbm").fit(history).forecast(HOLDOUT).mean
     np.testing.assert_array_equal(first, again)
     assert not np.allclose(first, first[0])  # not a constant forecast
 
 
 def test_lightgbm_candidate_settings_follow_the_season() -> None:
-    model = fc.candidate(fc_spec(), "lightgbm")
+    model = families.forecaster(forecast_spec(), "lightgbm")
     assert isinstance(model, fc.LightGBMForecaster)
     assert model.lags == [1, 2, 3, 8]
     assert model.windows == [4, 8]

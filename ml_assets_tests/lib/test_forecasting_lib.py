@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from ml_assets.lib import families
 from ml_assets.lib import forecast_eval as fe
 from ml_assets.lib import forecasters as fc
 from ml_assets.lib.data import SPLIT, DataError
@@ -178,7 +179,7 @@ def test_candidates_beat_naive_and_pickle(family: str) -> None:
     spec = _spec(seasonal_period=4)
     series = _weekly(120, seed=1)
     history, holdout = series.head(112), series.tail(8)
-    model = fc.candidate(spec, family).fit(history)
+    model = families.forecaster(spec, family).fit(history)
     naive = fc.baselines(spec)[0].fit(history)
     y = holdout["y"].to_numpy()
     mae = np.abs(model.forecast(8, holdout).mean - y).mean()
@@ -190,8 +191,8 @@ def test_candidates_beat_naive_and_pickle(family: str) -> None:
 
 def test_lightgbm_forecaster_is_deterministic() -> None:
     spec, series = _spec(), _weekly(80, seed=2)
-    first = fc.candidate(spec, "lightgbm").fit(series).forecast(6).mean
-    again = fc.candidate(spec, "lightgbm").fit(series).forecast(6).mean
+    first = families.forecaster(spec, "lightgbm").fit(series).forecast(6).mean
+    again = families.forecaster(spec, "lightgbm").fit(series).forecast(6).mean
     assert first.tolist() == again.tolist()
 
 

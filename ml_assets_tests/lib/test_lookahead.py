@@ -41,7 +41,7 @@ def test_builder_using_the_current_value_is_caught() -> None:
 def test_lightgbm_forecaster_runs_the_guard_at_fit() -> None:
     import polars as pl
 
-    from ml_assets.lib.forecasters import candidate
+    from ml_assets.lib.families import forecaster
     from ml_assets.lib.spec import MLSpec
 
     spec = MLSpec.model_validate(
@@ -55,7 +55,7 @@ def test_lightgbm_forecaster_runs_the_guard_at_fit() -> None:
             "forecast": {"frequency": "1", "horizon": 6, "seasonal_period": 12, "folds": 1},
         }
     )
-    model = candidate(spec, "lightgbm")
+    model = forecaster(spec, "lightgbm")
     y, _ = _series()
     history = pl.DataFrame({"t": np.arange(200), "y": y})
     model.lags = [0]  # a "lag" of 0 is the value being predicted: the guard must refuse it

@@ -11,6 +11,7 @@ import pytest
 
 from ml_assets.lib.cores import available_threads
 from ml_assets.lib.data import ROW_ID
+from ml_assets.lib.lightgbm_search import lightgbm_objective, train_lightgbm
 from ml_assets.lib.metrics import get_metric, score
 from ml_assets.lib.models import (
     ConstantModel,
@@ -18,11 +19,9 @@ from ml_assets.lib.models import (
     choose_threshold,
     encode_target,
     glm_family,
-    lightgbm_objective,
     prepare,
     train_baselines,
     train_glm,
-    train_lightgbm,
     validation_metrics,
 )
 from ml_assets.lib.spec import GLMCandidate, LightGBMCandidate
@@ -315,7 +314,8 @@ def test_training_data_is_freed_after_training_in_a_fresh_process() -> None:
     script = """
 import gc, weakref
 from ml_assets.lib.metrics import get_metric
-from ml_assets.lib.models import prepare, train_lightgbm, train_glm
+from ml_assets.lib.lightgbm_search import train_lightgbm
+from ml_assets.lib.models import prepare, train_glm
 from ml_assets.lib.spec import GLMCandidate, LightGBMCandidate
 from ml_assets_tests.lib.conftest import classification_raw, spec_from, split_frames
 

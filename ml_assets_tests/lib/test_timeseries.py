@@ -4,14 +4,12 @@ forecast splits and their proof of order, lag features and the look-ahead guard.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import numpy as np
 import polars as pl
 import pytest
 
 from ml_assets.lib.data import SPLIT, DataError
-from ml_assets.lib.spec import MLSpec
 from ml_assets.lib.timeseries import (
     IMPUTED,
     LagFeatures,
@@ -24,31 +22,9 @@ from ml_assets.lib.timeseries import (
     lag_features,
     regularize,
 )
+from ml_assets_tests.lib.conftest import forecast_spec
 
 START = dt.datetime(2021, 1, 2)
-
-
-def fc_spec(**forecast: Any) -> MLSpec:
-    """A small weekly forecasting spec; keyword arguments override 'forecast' settings."""
-    cfg = {
-        "frequency": "1w",
-        "horizon": 8,
-        "seasonal_period": 8,
-        "folds": 2,
-        "imputation": "linear",
-        **forecast,
-    }
-    return MLSpec.model_validate(
-        {
-            "name": "toy_fc",
-            "task": "forecasting",
-            "source": {"statsmodels": "co2"},
-            "time_column": "date",
-            "target": "y",
-            "forecast": cfg,
-            "candidates": {"sarimax": {}},
-        }
-    )
 
 
 def weekly(n: int = 60, seed: int = 0) -> pl.DataFrame:
@@ -73,7 +49,7 @@ def without_rows(frame: pl.DataFrame, rows: list[int]) -> pl.DataFrame:
 
 
 def test_clean_weekly_series_has_no_problems() -> None:
-    spec = fc_spec()
+    spec = forecast_spec()
     report = inspect_time_index(spec, weekly())
     assert report.rows == 60
     assert report.duplicates == 0 and report.duplicate_examples == []
@@ -86,7 +62,7 @@ def test_clean_weekly_series_has_no_problems() -> None:
 
 
 def test_duplicated_timestamps_are_counted_with_examples() -> None:
-    spec = fc_spec()
+    spec = forecast_spec()
     frame = weekly()
     dup = pl.concat([frame, frame[5], frame[9]]).sort("date")
     report = inspect_time_index(spec, dup)
@@ -104,7 +80,7 @@ def test_duplicated_timestamps_are_counted_with_examples() -> None:
 
 
 def test_unsorted_series_is_reported_as_not_increasing() -> None:
-    spec = fc_spec()
+    spec = forecast_spec()
     frame = weekly()
     order = list(range(60))
     order[10], order[11] = 11, 10
@@ -116,7 +92,7 @@ def test_unsorted_series_is_reported_as_not_increasing() -> None:
 
 
 def test_monthly_frequency_on_weekly_data_reports_off_grid_and_the_spacing() -> None:
-    spec = fc_spec(frequency="1mo")
+    spec = forecast_spec(frequency="1mo")
     frame = weekly()
     times = frame["date"].to_list()
     # The monthly grid from 2021-01-02 is the 2nd of every month.
@@ -134,7 +110,7 @@ def test_monthly_frequency_on_weekly_data_reports_off_grid_and_the_spacing() -> 
 
 
 def test_daily_frequency_on_weekly_data_names_the_weekly_spacing() -> None:
-    spec = fc_spec(frequency="1d")
+    spec = forecast_spec(frequency="1d")
     report = inspect_time_index(spec, weekly())
     assert report.common_step == "7d"
     # Every weekly timestamp lies on the daily grid: six of every seven days are missing.
@@ -148,7 +124,7 @@ def test_daily_frequency_on_weekly_data_names_the_weekly_spacing() -> None:
 
 
 def test_missing_steps_and_null_targets_are_counted_as_gaps() -> None:
-    spec = fc_spec(max_gap_fraction=0.1)
+    spec = forecast_spec(max_gap_fraction=0.1)
     frame = with_nulls(weekly(), [20])
     frame = without_rows(frame, [10, 11])
     report = inspect_time_index(spec, frame)
@@ -162,7 +138,7 @@ def test_missing_steps_and_null_targets_are_counted_as_gaps() -> None:
 
 
 def test_gap_fraction_over_the_maximum_is_a_problem() -> None:
-    spec = fc_spec(max_gap_fraction=0.02)
+    spec = forecast_spec(max_gap_fraction=0.02)
     frame = without_rows(with_nulls(weekly(), [20]), [10, 11])
     report = inspect_time_index(spec, frame)
     assert report.problems(spec) == [
@@ -172,7 +148,7 @@ def test_gap_fraction_over_the_maximum_is_a_problem() -> None:
 
 
 def test_gaps_without_imputation_are_a_problem() -> None:
-    spec = fc_spec(imputation="none", max_gap_fraction=0.5)
+    spec = forecast_spec(imputation="none", max_gap_fraction=0.5)
     frame = without_rows(with_nulls(weekly(), [20]), [10, 11])
     assert inspect_time_index(spec, frame).problems(spec) == [
         "3 gaps in 'y' and forecast.imputation is 'none'; declare 'linear' or 'forward_fill'"
@@ -185,7 +161,7 @@ def test_gaps_without_imputation_are_a_problem() -> None:
 
 
 def test_regularize_inserts_missing_rows_and_imputes_linearly() -> None:
-    spec = fc_spec()
+    spec = forecast_spec()
     full = weekly()
     y = full["y"].to_numpy()
     frame = with_nulls(without_rows(full, [10]), [19])  # row 19 of the gapped frame is week 20
@@ -202,7 +178,7 @@ def test_regularize_inserts_missing_rows_and_imputes_linearly() -> None:
 
 
 def test_regularize_forward_fill_copies_the_previous_value() -> None:
-    spec = fc_spec(imputation="forward_fill")
+    spec = forecast_spec(imputation="forward_fill")
     full = weekly()
     y = full["y"].to_numpy()
     out = regularize(spec, without_rows(full, [10, 11]))
@@ -213,7 +189,7 @@ def test_regularize_forward_fill_copies_the_previous_value() -> None:
 
 
 def test_regularize_on_a_date_column() -> None:
-    spec = fc_spec()
+    spec = forecast_spec()
     dates = pl.date_range(
         dt.date(2022, 1, 3), dt.date(2022, 1, 3) + dt.timedelta(weeks=5), "1w", eager=True
     )
@@ -229,7 +205,7 @@ def test_regularize_on_a_date_column() -> None:
 
 
 def test_backtest_folds_origins_and_rows() -> None:
-    spec = fc_spec()  # horizon 8, 2 folds
+    spec = forecast_spec()  # horizon 8, 2 folds
     folds = backtest_folds(spec, 100)
     assert [f.index for f in folds] == [0, 1]
     assert [f.origin for f in folds] == [84, 92]
@@ -237,13 +213,13 @@ def test_backtest_folds_origins_and_rows() -> None:
     assert all(len(f.test_rows) == 8 for f in folds)
     assert folds[-1].test_rows.stop == 100
 
-    three = backtest_folds(fc_spec(horizon=5, folds=3, seasonal_period=4), 50)
+    three = backtest_folds(forecast_spec(horizon=5, folds=3, seasonal_period=4), 50)
     assert [f.origin for f in three] == [35, 40, 45]
     assert three[-1].test_rows.stop == 50
 
 
 def test_backtest_folds_horizon_too_long_for_the_requested_folds() -> None:
-    spec = fc_spec(horizon=30, folds=3, seasonal_period=4)
+    spec = forecast_spec(horizon=30, folds=3, seasonal_period=4)
     # 100 rows: first origin 100 - 90 = 10, exactly the minimum training length.
     assert [f.origin for f in backtest_folds(spec, 100)] == [10, 40, 70]
     with pytest.raises(DataError) as err:
@@ -256,7 +232,7 @@ def test_backtest_folds_horizon_too_long_for_the_requested_folds() -> None:
 
 
 def test_backtest_folds_too_short_for_the_seasonal_period() -> None:
-    spec = fc_spec(horizon=4, folds=2, seasonal_period=52)
+    spec = forecast_spec(horizon=4, folds=2, seasonal_period=52)
     assert [f.origin for f in backtest_folds(spec, 112)] == [104, 108]
     with pytest.raises(DataError) as err:
         backtest_folds(spec, 100)
@@ -266,7 +242,7 @@ def test_backtest_folds_too_short_for_the_seasonal_period() -> None:
 
 
 def test_assign_forecast_splits_holds_out_the_last_horizon() -> None:
-    spec = fc_spec()
+    spec = forecast_spec()
     frame = weekly()
     out = assign_forecast_splits(spec, frame)
     assert out[SPLIT].to_list() == ["train"] * 52 + ["test"] * 8
@@ -277,7 +253,7 @@ def test_assign_forecast_splits_holds_out_the_last_horizon() -> None:
 
 
 def test_check_folds_before_origin_passes_on_a_proper_split() -> None:
-    spec = fc_spec()
+    spec = forecast_spec()
     frame = weekly()
     t = frame["date"]
     ok, detail, meta = check_folds_before_origin(spec, assign_forecast_splits(spec, frame))
@@ -291,7 +267,7 @@ def test_check_folds_before_origin_passes_on_a_proper_split() -> None:
 
 
 def test_check_folds_before_origin_fails_when_train_reaches_past_the_holdout() -> None:
-    spec = fc_spec()
+    spec = forecast_spec()
     frame = weekly()
     t = frame["date"]
     splits = assign_forecast_splits(spec, frame)

@@ -1,0 +1,245 @@
+"""Monitoring stage: the daily drift report against the champion's training reference, the
+hourly scoring schedule, the drift-triggered retraining sensor and the weekly safety net."""
+
+import datetime as dt
+import json
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from ml_assets.defs.resources import ArtifactStore, MlflowResource
+from ml_assets.defs.scoring import predictions_asset
+from ml_assets.defs.shared import key
+from ml_assets.lib import drift as drift_lib
+from ml_assets.lib import evaluation as eval_lib
+from ml_assets.lib import names
+from ml_assets.lib import report as report_lib
+from ml_assets.lib import validation as val_lib
+from ml_assets.lib.metrics import get_metric
+from ml_assets.lib.names import TRIGGER_TAG, WINDOW_END_TAG
+from ml_assets.lib.spec import MLSpec
+from ml_assets.lib.tracking import REFERENCE_DIR
+
+
+def monitoring_defs(spec: MLSpec, train_job: Any) -> dg.Definitions:
+    """Daily scoring and drift assets, their job and schedule, the drift sensor and the weekly
+    retraining schedule; empty for a spec without a ``monitoring`` section."""
+    monitoring = spec.monitoring
+    if monitoring is None:
+        return dg.Definitions()
+    score_job = dg.define_asset_job(
+        names.score_job(spec.name),
+        selection=dg.AssetSelection.assets(*scoring_keys(spec)),
+        description=f"Score and monitor one day of incoming '{spec.name}' rows",
+    )
+    weekly = dg.ScheduleDefinition(
+        name=names.weekly_retrain_schedule(spec.name),
+        job=train_job,
+        cron_schedule=monitoring.retrain_cron,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Safety net: retrain weekly even without drift; the gate still "
+        "decides whether the candidate replaces the champion",
+    )
+    return dg.Definitions(
+        assets=[predictions_asset(spec), _drift_report(spec)],
+        jobs=[score_job],
+        schedules=[weekly, _daily_scoring(spec, score_job)],
+        sensors=[_retrain_on_drift(spec)],
+    )
+
+
+def scoring_keys(spec: MLSpec) -> list[dg.AssetKey]:
+    """The daily-partitioned assets, which the train job leaves out."""
+    return [key(spec, "predictions"), key(spec, "drift_report")] if spec.monitoring else []
+
+
+def _drift_report(spec: MLSpec) -> dg.AssetsDefinition:
+    monitoring = spec.monitoring
+    assert monitoring is not None
+
+    @dg.asset(
+        key=key(spec, "drift_report"),
+        group_name=spec.name,
+        kinds={"polars", "mlflow"},
+        partitions_def=dg.DailyPartitionsDefinition(start_date=monitoring.start_date.isoformat()),
+        ins={"predictions": dg.AssetIn(key(spec, "predictions"))},
+        description="The day's rows against the champion's training reference: PSI and KS / "
+        "chi-squared per feature, prediction drift, missing rates, realized performance",
+    )
+    def drift_report(
+        context: dg.AssetExecutionContext,
+        predictions: pl.DataFrame,
+        mlflow: MlflowResource,
+        artifacts: ArtifactStore,
+    ) -> dg.Output[pl.DataFrame]:
+        tracker, day = mlflow.tracker(), context.partition_key
+        # The version that scored the day, not whatever holds the alias now.
+        scored_by = tracker.load_version(spec.name, str(predictions["model_version"][0]))
+        reference = tracker.load_reference(scored_by.run_id)
+        if reference is None:
+            raise RuntimeError(
+                f"model '{spec.name}' v{scored_by.version} has no training reference sample "
+                f"logged (artifact {REFERENCE_DIR}/); retrain it with job train_{spec.name}"
+            )
+        features = [c for c in reference.columns if c in predictions.columns]
+        table = drift_lib.feature_drift(
+            reference,
+            predictions,
+            features,
+            val_lib.categorical_columns(spec, reference),
+            monitoring.psi_threshold,
+            monitoring.p_threshold,
+        )
+        scores = (scored_by.model.predict(reference), predictions["score"].to_numpy())
+        metric = get_metric(spec.primary_metric)
+        run_metrics = tracker.client.get_run(scored_by.run_id).data.metrics
+        ci_keys = [f"test_{metric.name}_ci_lower", f"test_{metric.name}_ci_upper"]
+        champion_ci = (
+            (run_metrics[ci_keys[0]], run_metrics[ci_keys[1]])
+            if all(k in run_metrics for k in ci_keys)
+            else None
+        )
+        result = drift_lib.verdict(
+            table,
+            drift_lib.psi_numeric(*scores),
+            eval_lib.realized_performance(spec, predictions, scored_by.model, scores[1]),
+            champion_ci,
+            metric.greater_is_better,
+            monitoring.max_drifted_share,
+            monitoring.max_psi,
+        )
+        plot = artifacts.drift_plot_path(spec.name, day)
+        plot.parent.mkdir(parents=True, exist_ok=True)
+        plot.write_text(
+            report_lib.render_drift_html(
+                f"Drift report: {spec.name} {day} (model v{scored_by.version})",
+                result,
+                table,
+                reference,
+                predictions,
+                scores,
+            )
+        )
+        if result.retrain:
+            context.log.warning(f"'{spec.name}' {day}: retraining recommended: {result.reasons}")
+        realized = result.realized
+        return dg.Output(
+            table.with_columns(pl.lit(scored_by.version).alias("model_version")),
+            metadata={
+                **result.summary(scored_by.version),  # what the retraining sensor reads back
+                "features_by_drift": dg.MetadataValue.md(report_lib.markdown_table(table)),
+                "drift_plot": dg.MetadataValue.path(str(plot)),
+                f"realized_{metric.name}": realized.value if realized else float("nan"),
+                f"realized_{metric.name}_ci": realized.fmt() if realized else "no labels yet",
+                "champion_test_ci": f"[{champion_ci[0]:.4f}, {champion_ci[1]:.4f}]"
+                if champion_ci
+                else "not logged",
+            },
+        )
+
+    return drift_report
+
+
+SCORING_LOOKBACK_DAYS = 7
+
+
+def _daily_scoring(spec: MLSpec, job: Any) -> dg.ScheduleDefinition:
+    """Every hour, score and monitor each of the last days whose incoming file has arrived and
+    whose partition is not scored yet (oldest first); a late file is picked up on the next tick.
+    Run keys keep a day from being launched twice."""
+    monitoring = spec.monitoring
+    assert monitoring is not None
+    scored_key = key(spec, "predictions")
+
+    @dg.schedule(
+        name=names.scoring_schedule(spec.name),
+        job=job,
+        cron_schedule="0 * * * *",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=f"Hourly: score and report drift for each of the last "
+        f"{SCORING_LOOKBACK_DAYS} days of '{spec.name}' whose file has arrived",
+    )
+    def daily_scoring(context: dg.ScheduleEvaluationContext, artifacts: ArtifactStore) -> Any:
+        now = context.scheduled_execution_time or dt.datetime.now(dt.UTC)
+        scored = context.instance.get_materialized_partitions(scored_key)
+        days = [now.date() - dt.timedelta(days=n) for n in range(SCORING_LOOKBACK_DAYS, 0, -1)]
+        due = [d.isoformat() for d in days if d >= monitoring.start_date]
+        requests = [
+            dg.RunRequest(run_key=f"{spec.name}:score:{day}", partition_key=day)
+            for day in due
+            if day not in scored
+            and artifacts.incoming_path(spec.name, monitoring.incoming, day).exists()
+        ]
+        if requests:
+            return requests
+        if not due:
+            return dg.SkipReason(f"no day since monitoring.start_date {monitoring.start_date} yet")
+        latest = artifacts.incoming_path(spec.name, monitoring.incoming, due[-1])
+        if due[-1] in scored:
+            return dg.SkipReason(f"every day up to {due[-1]} with a file is scored")
+        return dg.SkipReason(f"nothing new to score: waiting for {due[-1]} at {latest}")
+
+    return daily_scoring
+
+
+def _retrain_on_drift(spec: MLSpec) -> dg.SensorDefinition:
+    """Requests train_<spec> when the newest drift report recommends it: one run per drifted
+    day (run key), at most one per cooldown, with the triggering numbers as run tags."""
+    monitoring = spec.monitoring
+    assert monitoring is not None
+    report_key = key(spec, "drift_report")
+
+    @dg.sensor(
+        name=names.drift_sensor(spec.name),
+        job_name=names.train_job(spec.name),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=60,
+        description=f"Retrain '{spec.name}' when a daily drift report passes the spec's thresholds",
+    )
+    def retrain_on_drift(context: dg.SensorEvaluationContext) -> Any:
+        event = context.instance.get_latest_materialization_event(report_key)
+        if event is None or event.asset_materialization is None:
+            return dg.SkipReason("no drift report yet")
+        report = event.asset_materialization
+        signal = drift_lib.RetrainSignal.from_metadata(
+            {k: getattr(v, "value", v) for k, v in report.metadata.items()}
+        )
+        if not signal.retrain:
+            return dg.SkipReason(f"{report.partition}: {signal.reasons}")
+        newest = max(context.instance.get_materialized_partitions(report_key), default=None)
+        if newest is not None and str(report.partition) < newest:
+            # A re-scored past day says nothing about today; retraining on its window would
+            # train on stale data.
+            return dg.SkipReason(
+                f"{report.partition} is a re-run of a past day (newest report: {newest}); "
+                "drift retraining follows the newest day only"
+            )
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        if cursor.get("partition") == report.partition:
+            return dg.SkipReason(f"retraining for {report.partition} already requested")
+        waited = (event.timestamp - cursor.get("requested_at", 0.0)) / 3600
+        if cursor and waited < monitoring.cooldown_hours:
+            return dg.SkipReason(
+                f"cooldown: {waited:.1f} h since the last drift retraining "
+                f"(< {monitoring.cooldown_hours} h)"
+            )
+        context.update_cursor(
+            json.dumps({"partition": report.partition, "requested_at": event.timestamp})
+        )
+        return dg.RunRequest(
+            run_key=f"{spec.name}:drift:{report.partition}",
+            tags={
+                TRIGGER_TAG: "drift",
+                "ml_assets/partition": str(report.partition),
+                # Retrain on the window ending at the drifted day, whatever arrives meanwhile.
+                WINDOW_END_TAG: str(report.partition),
+                "ml_assets/drifted_features": signal.drifted_features[:200],
+                "ml_assets/max_psi": f"{signal.max_psi:.4f}",
+                "ml_assets/drifted_share": f"{signal.drifted_share:.4f}",
+                "ml_assets/reasons": signal.reasons[:250],
+                "ml_assets/champion_version": signal.model_version,
+            },
+        )
+
+    return retrain_on_drift

@@ -1,0 +1,100 @@
+"""Promotion stage: register the selected candidate and move the champion alias to it only
+when it passed every gate criterion."""
+
+from typing import Any
+
+import dagster as dg
+
+from ml_assets.defs.resources import MlflowResource
+from ml_assets.defs.shared import key
+from ml_assets.lib import gate as gate_lib
+from ml_assets.lib.names import (
+    CODE_VERSION_TAG,
+    DATA_FINGERPRINT_TAG,
+    GATE_REASONS_TAG,
+    PROMOTED_TAG,
+)
+from ml_assets.lib.spec import MLSpec
+
+
+def champion_asset(spec: MLSpec) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=key(spec, "champion_model"),
+        group_name=spec.name,
+        kinds={"mlflow"},
+        ins={"evaluation_report": dg.AssetIn(key(spec, "evaluation_report"))},
+        check_specs=[dg.AssetCheckSpec("promotion_gate", asset=key(spec, "champion_model"))],
+        description=f"Registers the candidate as model '{spec.name}' and moves the 'champion' "
+        "alias to it only if it passes every gate criterion",
+    )
+    def champion_model(
+        context: dg.AssetExecutionContext,
+        evaluation_report: gate_lib.EvaluationOutcome,
+        mlflow: MlflowResource,
+    ) -> Any:
+        outcome, tracker = evaluation_report, mlflow.tracker()
+        decision, selected = outcome.decision, outcome.selected
+        tags = {
+            PROMOTED_TAG: "pending",
+            DATA_FINGERPRINT_TAG: selected.data_fingerprint,
+            CODE_VERSION_TAG: outcome.lineage.code_version,
+        }
+        version = tracker.register(spec.name, selected.logged, outcome.model_card, tags)
+        current = tracker.champion_version(spec.name)
+        current_version = current[0] if current else None
+        reasons = decision.reasons
+        if decision.promote and current_version != outcome.compared_champion:
+            reasons = [
+                f"champion moved from v{outcome.compared_champion} to v{current_version} "
+                "during this run; re-run to compare against the new champion"
+            ]
+        promoted = not reasons
+        if promoted:
+            tracker.set_champion(spec.name, version)
+            context.log.info(f"'{spec.name}' v{version} is now champion")
+        else:
+            context.log.error(f"'{spec.name}' v{version} NOT promoted: " + "; ".join(reasons))
+        tracker.client.set_model_version_tag(spec.name, version, PROMOTED_TAG, str(promoted))
+        tracker.log_evaluation(
+            selected.logged.run_id,
+            {},
+            {
+                PROMOTED_TAG: str(promoted),
+                "registered_version": version,
+                GATE_REASONS_TAG: "; ".join(reasons) or "all criteria passed",
+            },
+            {},
+        )
+        champion_now = version if promoted else current_version
+        primary = spec.primary_metric
+        yield dg.Output(
+            {
+                "registered_version": version,
+                "promoted": promoted,
+                "champion_version": champion_now,
+                "reasons": reasons,
+            },
+            metadata={
+                "registered_model": spec.name,
+                "registered_version": version,
+                "promoted": promoted,
+                "champion_version": str(champion_now),
+                "reasons": "; ".join(reasons) or "all criteria passed",
+                f"test_{primary}": outcome.evaluation.candidate.metrics[primary].value,
+                "model_card": dg.MetadataValue.md(outcome.model_card),
+            },
+        )
+        yield dg.AssetCheckResult(
+            check_name="promotion_gate",
+            passed=promoted,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description="promoted to champion"
+            if promoted
+            else "NOT promoted: " + "; ".join(reasons),
+            metadata={
+                "gate": dg.MetadataValue.md(decision.markdown()),
+                "champion_version": str(champion_now),
+            },
+        )
+
+    return champion_model

@@ -1,0 +1,70 @@
+"""What the stage modules share: asset keys, split-filtered inputs, check results, lineage."""
+
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from ml_assets.defs.resources import SPLITS_METADATA_KEY
+from ml_assets.lib import report as report_lib
+from ml_assets.lib import validation as val_lib
+from ml_assets.lib.names import CODE_VERSION_TAG, DATA_FINGERPRINT_TAG
+from ml_assets.lib.spec import MLSpec
+from ml_assets.lib.tracking import code_version, git_commit
+
+TRAIN_AND_VALIDATION = {SPLITS_METADATA_KEY: ["train", "validation"]}
+# The report reads every split: test rows to score, the others to check that the models were
+# trained on exactly these splits (and, for forecasting, for the MASE scale and plots).
+ALL_SPLITS = {SPLITS_METADATA_KEY: ["train", "validation", "test"]}
+
+
+def key(spec: MLSpec, stage: str) -> dg.AssetKey:
+    """Every asset of a spec is keyed ``<spec>/<stage>``."""
+    return dg.AssetKey([spec.name, stage])
+
+
+def train_inputs(spec: MLSpec) -> dict[str, dg.AssetIn]:
+    """The splits without the test rows: what every model-fitting asset reads."""
+    return {"splits": dg.AssetIn(key(spec, "splits"), metadata=TRAIN_AND_VALIDATION)}
+
+
+def _md_failures(outcome: val_lib.ValidationOutcome) -> str:
+    if not outcome.failures:
+        return "all expectations passed"
+    frame = pl.DataFrame(
+        [
+            {"expectation": f.expectation, "column": f.column or "(table)", "detail": f.detail}
+            for f in outcome.failures
+        ]
+    )
+    return report_lib.markdown_table(frame)
+
+
+def check_result(outcome: val_lib.ValidationOutcome, extra: dict[str, Any]) -> dg.AssetCheckResult:
+    """A blocking data-contract check's result, failures tabulated in its metadata."""
+    return dg.AssetCheckResult(
+        passed=outcome.success,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=outcome.summary()[:2000],
+        metadata={
+            "expectations_evaluated": outcome.evaluated,
+            "expectations_failed": len(outcome.failures),
+            "rows": outcome.rows,
+            "failures": dg.MetadataValue.md(_md_failures(outcome)),
+            **extra,
+        },
+    )
+
+
+def lineage_tags(
+    spec: MLSpec, context: dg.AssetExecutionContext, fingerprint: str
+) -> dict[str, str]:
+    """MLflow run tags that trace a model to its spec, code, data and Dagster run."""
+    return {
+        "spec": spec.name,
+        "spec_digest": spec.digest(),
+        CODE_VERSION_TAG: code_version(),
+        "git_commit": git_commit(),
+        DATA_FINGERPRINT_TAG: fingerprint,
+        "dagster_run_id": context.run_id,
+    }

@@ -1,0 +1,97 @@
+"""Training stage: baselines and one candidate asset per model family, each fitted by the
+spec's task on the train and validation rows only, and logged to MLflow."""
+
+import dagster as dg
+import polars as pl
+
+from ml_assets.defs.resources import MlflowResource
+from ml_assets.defs.shared import key, lineage_tags, train_inputs
+from ml_assets.lib import gate as gate_lib
+from ml_assets.lib import report as report_lib
+from ml_assets.lib import splits as split_lib
+from ml_assets.lib.families import family as family_of
+from ml_assets.lib.records import Trained
+from ml_assets.lib.spec import MLSpec
+from ml_assets.lib.tasks import Fitted, task_for
+
+
+def training_assets(spec: MLSpec) -> list[dg.AssetsDefinition]:
+    return [_baselines(spec), *(_candidate(spec, f) for f in spec.families)]
+
+
+def _log(
+    spec: MLSpec,
+    context: dg.AssetExecutionContext,
+    mlflow: MlflowResource,
+    fitted: Fitted,
+    fingerprint: str,
+) -> Trained:
+    """One MLflow run for a fitted model, tagged with its lineage."""
+    tags = lineage_tags(spec, context, fingerprint)
+    if fitted.seen_until is not None:
+        tags[gate_lib.SEEN_UNTIL_TAG] = fitted.seen_until
+    logged = mlflow.tracker().log_model(
+        spec.name, fitted.model, fitted.example, fitted.validation, tags, fitted.reference
+    )
+    name = fitted.model.name
+    context.log.info(f"{name}: validation {fitted.validation}; MLflow run {logged.run_id}")
+    return Trained(fitted.model, logged, fitted.validation, fingerprint, fitted.backtest)
+
+
+def _baselines(spec: MLSpec) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=key(spec, "baselines"),
+        group_name=spec.name,
+        kinds={"python", "mlflow"},
+        ins=train_inputs(spec),
+        description="Naive baselines every candidate must beat (prior/majority, mean/median, "
+        "or naive/seasonal naive/drift/mean for forecasting)",
+    )
+    def baselines(
+        context: dg.AssetExecutionContext, splits: pl.DataFrame, mlflow: MlflowResource
+    ) -> dg.Output[list[Trained]]:
+        fingerprint = split_lib.training_fingerprint(splits)
+        trained = [
+            _log(spec, context, mlflow, fitted, fingerprint)
+            for fitted in task_for(spec).fit_baselines(spec, splits)
+        ]
+        table = pl.DataFrame([{"baseline": t.model.name, **t.validation} for t in trained])
+        return dg.Output(
+            trained,
+            metadata={
+                "validation_metrics": dg.MetadataValue.md(report_lib.markdown_table(table)),
+                "data_fingerprint": trained[0].data_fingerprint,
+            },
+        )
+
+    return baselines
+
+
+def _candidate(spec: MLSpec, family: str) -> dg.AssetsDefinition:
+    library = family_of(family, spec.task).library
+
+    @dg.asset(
+        key=key(spec, f"candidate_{family}"),
+        group_name=spec.name,
+        kinds={library, "mlflow"},
+        ins=train_inputs(spec),
+        description=f"{family} candidate, fitted on train and tuned/selected on validation",
+    )
+    def candidate(
+        context: dg.AssetExecutionContext, splits: pl.DataFrame, mlflow: MlflowResource
+    ) -> dg.Output[Trained]:
+        fitted = task_for(spec).fit_candidate(spec, splits, family)
+        trained = _log(spec, context, mlflow, fitted, split_lib.training_fingerprint(splits))
+        model = trained.model
+        return dg.Output(
+            trained,
+            metadata={
+                "model": model.name,
+                "mlflow_run_id": trained.logged.run_id,
+                f"validation_{spec.primary_metric}": trained.validation[spec.primary_metric],
+                "params": dg.MetadataValue.json({k: str(v) for k, v in model.params.items()}),
+                "data_fingerprint": trained.data_fingerprint,
+            },
+        )
+
+    return candidate

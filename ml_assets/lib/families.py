@@ -1,0 +1,86 @@
+"""The model-family registry: what each name under a spec's `candidates` trains.
+
+A family is its settings class and tasks (``spec.FAMILY_SETTINGS``) plus, here, how it is
+trained: ``tabular`` fits a model on prepared train/validation rows, ``forecaster`` builds an
+unfitted forecaster that the forecasting task backtests and fits. Adding a family means a
+settings class and a ``FAMILY_SETTINGS`` entry in spec.py, a trainer, and one entry here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ml_assets.lib import forecasters, lightgbm_search
+from ml_assets.lib import models as model_lib
+from ml_assets.lib.forecasters import Forecaster
+from ml_assets.lib.metrics import Metric
+from ml_assets.lib.models import Model, TrainingData
+from ml_assets.lib.spec import FAMILY_SETTINGS, MLSpec
+
+TabularTrainer = Callable[[TrainingData, Any, Metric], Model]
+ForecasterBuilder = Callable[[MLSpec, Any], Forecaster]
+
+
+class UnknownFamilyError(ValueError):
+    """A family that is not registered, or not for the spec's task."""
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    library: str  # the library that fits it, shown as the candidate asset's kind
+    tabular: TabularTrainer | None = None
+    forecaster: ForecasterBuilder | None = None
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return FAMILY_SETTINGS[self.name][1]
+
+
+def _glm(data: TrainingData, cfg: Any, primary: Metric) -> Model:
+    return model_lib.train_glm(data, cfg)  # the GLM's fit does not depend on the metric
+
+
+REGISTRY: dict[str, Family] = {
+    f.name: f
+    for f in (
+        Family("glm", "statsmodels", tabular=_glm),
+        Family("ets", "statsmodels", forecaster=forecasters.ets),
+        Family("sarimax", "statsmodels", forecaster=forecasters.sarimax),
+        Family("prophet", "prophet", forecaster=forecasters.prophet),
+        Family(
+            "lightgbm",
+            "lightgbm",
+            tabular=lightgbm_search.train_lightgbm,
+            forecaster=forecasters.lightgbm,
+        ),
+    )
+}
+
+
+def family(name: str, task: str) -> Family:
+    """The registered family ``name`` for ``task``; anything else is an error naming the
+    families that are."""
+    found = REGISTRY.get(name)
+    if found is None or task not in found.tasks:
+        known = [f for f, entry in REGISTRY.items() if task in entry.tasks]
+        raise UnknownFamilyError(
+            f"model family '{name}' is not available for task '{task}'; choose from {known}"
+        )
+    return found
+
+
+def forecaster(spec: MLSpec, name: str) -> Forecaster:
+    """An unfitted candidate forecaster of family ``name`` with the spec's settings."""
+    builder = family(name, spec.task).forecaster
+    assert builder is not None, f"family '{name}' serves forecasting but builds no forecaster"
+    return builder(spec, spec.candidates.config(name))
+
+
+def train_tabular(spec: MLSpec, name: str, data: TrainingData, primary: Metric) -> Model:
+    """A candidate of family ``name`` fitted on ``data`` with the spec's settings."""
+    trainer = family(name, spec.task).tabular
+    assert trainer is not None, f"family '{name}' serves task '{spec.task}' but has no trainer"
+    return trainer(data, spec.candidates.config(name), primary)

@@ -1,0 +1,219 @@
+"""LightGBM candidates: a seeded Optuna search on the validation split, with early stopping
+on a slice of the training rows and successive halving on a subsample at scale.
+
+The fitted model is a ``models.LightGBMModel`` (that class stays in models.py: registered
+champions are pickled under its path).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+# Imported here, not inside train_lightgbm: optuna's import keeps the tracebacks of the
+# optional imports it fails (optuna._imports.try_import), and with them every frame on the
+# stack at that moment; inside a training step those frames hold the whole training data for
+# the rest of the process (1.5 GiB per 10M rows).
+import optuna
+
+from ml_assets.lib.cores import available_threads
+from ml_assets.lib.metrics import Metric, score
+from ml_assets.lib.models import LightGBMModel, TrainingData, choose_threshold
+from ml_assets.lib.preprocess import Preprocessor
+from ml_assets.lib.spec import LightGBMCandidate
+
+
+def lightgbm_objective(data: TrainingData, cfg: LightGBMCandidate) -> str:
+    if cfg.objective != "auto":
+        return cfg.objective
+    if data.spec.task == "classification":
+        return "binary"
+    return "poisson" if data.is_count else "regression"
+
+
+INTEGER_PARAMS = frozenset(
+    {
+        "num_leaves",
+        "min_data_in_leaf",
+        "max_depth",
+        "bagging_freq",
+        "max_bin",
+        "max_cat_threshold",
+        "min_child_samples",
+        "num_iterations",
+        "min_data_per_group",
+        "cat_smooth",
+    }
+)
+
+
+def _suggest(trial: Any, name: str, low: float, high: float) -> float | int:
+    """Integer range for LightGBM's integer parameters, float (log scale if wide) otherwise."""
+    if name in INTEGER_PARAMS:
+        return int(trial.suggest_int(name, int(low), int(high)))
+    log_scale = low > 0 and high / low >= 100
+    return float(trial.suggest_float(name, low, high, log=log_scale))
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Encoded rows for one LightGBM search: fit, early-stopping and validation parts."""
+
+    x_fit: np.ndarray
+    y_fit: np.ndarray
+    x_stop: np.ndarray
+    y_stop: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+
+    def sample(self, fit_rows: int, seed: int) -> _Rows:
+        """A seeded subsample with ``fit_rows`` fit rows and the other parts in proportion."""
+        rng = np.random.default_rng([seed, 3])
+        share = fit_rows / len(self.y_fit)
+
+        def pick(n: int) -> np.ndarray:
+            return np.sort(rng.choice(n, size=max(1, int(round(n * share))), replace=False))
+
+        fit, stop, val = pick(len(self.y_fit)), pick(len(self.y_stop)), pick(len(self.y_val))
+        return _Rows(
+            self.x_fit[fit],
+            self.y_fit[fit],
+            self.x_stop[stop],
+            self.y_stop[stop],
+            self.x_val[val],
+            self.y_val[val],
+        )
+
+
+@dataclass
+class _Trial:
+    value: float
+    params: dict[str, Any]
+    booster: Any
+    scores: np.ndarray
+
+
+def train_lightgbm(data: TrainingData, cfg: LightGBMCandidate, primary: Metric) -> LightGBMModel:
+    """Optuna (TPE, seeded) search scored on the validation split.
+
+    Early stopping watches a separate slice of the training rows (``early_stopping_fraction``),
+    so validation scores are not also the numbers that chose the number of trees. With more
+    fit rows than ``search_rows``, the search is a two-rung successive halving: every trial
+    fits a seeded subsample of ``search_rows`` rows (validation and stopping rows sampled in
+    the same proportion), then the ``finalists`` best are refit on every row and the one best
+    on the whole validation split wins. The model's params say which search ran.
+    """
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    seed = data.spec.split.seed
+    prep = Preprocessor.fit(data.train, data.features, data.categorical)
+    x_all = prep.codes(data.train)
+    fit_rows, stop_rows = _early_stopping_split(len(x_all), cfg.early_stopping_fraction, seed)
+    full = _Rows(
+        x_all[fit_rows],
+        data.y_train[fit_rows],
+        x_all[stop_rows],
+        data.y_train[stop_rows],
+        prep.codes(data.validation),
+        data.y_validation,
+    )
+    del x_all
+    cat_idx = list(range(len(prep.numeric), len(prep.features)))
+    base = {
+        "objective": lightgbm_objective(data, cfg),
+        "deterministic": True,
+        "force_row_wise": True,
+        "seed": seed,
+        "num_threads": available_threads(),
+        "verbosity": -1,
+        **cfg.params,
+    }
+    halving = cfg.budget > 1 and len(full.y_fit) > cfg.search_rows
+    rows = full.sample(cfg.search_rows, seed) if halving else full
+    trials: list[_Trial] = []
+
+    def objective(trial: Any) -> float:
+        params = {**base, **{k: _suggest(trial, k, lo, hi) for k, (lo, hi) in cfg.search.items()}}
+        result = _fit_and_score(params, rows, cfg, cat_idx, primary)
+        if halving:  # only the params are needed: finalists are refit on every row
+            trials.append(_Trial(result.value, params, None, np.empty(0)))
+        else:  # keep the best so far (the first of equals)
+            trials[:] = [max([*trials, result], key=lambda t: t.value)]
+        return result.value
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    study.optimize(objective, n_trials=cfg.budget)
+    search: dict[str, Any] = {"trials": cfg.budget}
+    if halving:
+        ranked = sorted(trials, key=lambda t: t.value, reverse=True)[: cfg.finalists]
+        trials = [_fit_and_score(t.params, full, cfg, cat_idx, primary) for t in ranked]
+        search |= {
+            "search": "successive halving",
+            "search_fit_rows": len(rows.y_fit),
+            "finalists_refit_on_rows": len(full.y_fit),
+            "finalists": len(trials),
+        }
+    best = max(trials, key=lambda t: t.value)
+    booster = best.booster
+    booster.best_iteration = booster.best_iteration or booster.current_iteration()
+    params = {**best.params, "best_iteration": booster.best_iteration, **search}
+    model = LightGBMModel(
+        "lightgbm",
+        "lightgbm",
+        "candidate",
+        data.spec.task,
+        data.features,
+        data.positive,
+        params,
+        prep=prep,
+        booster=_trimmed(booster),
+    )
+    model.validation_scores = best.scores  # the best trial's, equal to the trimmed booster's
+    if data.spec.task == "classification":
+        model.threshold = choose_threshold(data.y_validation, best.scores)
+    return model
+
+
+def _fit_and_score(
+    params: dict[str, Any], rows: _Rows, cfg: LightGBMCandidate, cat_idx: list[int], primary: Metric
+) -> _Trial:
+    """One LightGBM fit with early stopping on the stopping rows, scored on validation rows."""
+    import lightgbm as lgb
+
+    train_set = lgb.Dataset(
+        rows.x_fit, rows.y_fit, categorical_feature=cat_idx, free_raw_data=False
+    )
+    stop_set = lgb.Dataset(rows.x_stop, rows.y_stop, reference=train_set)
+    booster = lgb.train(
+        params,
+        train_set,
+        cfg.num_boost_round,
+        valid_sets=[stop_set],
+        callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)],
+    )
+    scores = booster.predict(rows.x_val, num_iteration=booster.best_iteration)
+    return _Trial(_validation_score(primary, rows.y_val, scores), params, booster, scores)
+
+
+def _early_stopping_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (fit, early stopping) of the training rows, shuffled with the spec's seed."""
+    order = np.random.default_rng([seed, 1]).permutation(n)
+    stop = max(1, int(round(n * fraction)))
+    return np.sort(order[stop:]), np.sort(order[:stop])
+
+
+def _trimmed(booster: Any) -> Any:
+    """A booster holding only its best iterations, so predict() needs no num_iteration."""
+    import lightgbm as lgb
+
+    return lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
+
+
+def _validation_score(metric: Metric, y_validation: np.ndarray, scores: np.ndarray) -> float:
+    """The primary metric on validation, signed so that larger is always better."""
+    if metric.kind == "label":  # same rule as the final model: threshold chosen on validation
+        threshold = choose_threshold(y_validation, scores)
+        scores = (scores >= threshold).astype(np.int8)
+    value = score(metric, y_validation, scores)
+    return value if metric.greater_is_better else -value

@@ -1,0 +1,39 @@
+"""Names that two parts of the project must spell alike: Dagster job, sensor and schedule
+names (the definitions and the simulation), run tags (the sensor and the raw-data asset) and
+MLflow tags (the assets that write them and the CLI that reads them)."""
+
+from __future__ import annotations
+
+# Dagster run tags
+SPEC_TAG = "ml_assets/spec"
+TRIGGER_TAG = "ml_assets/trigger"
+WINDOW_END_TAG = "ml_assets/window_end"  # a recent_days source ends its window on this date
+
+# MLflow tags on a candidate's run and registered version
+PROMOTED_TAG = "promoted"  # "True", "False", or "pending" while the gate is being applied
+GATE_REASONS_TAG = "gate_reasons"
+REPORT_PATH_TAG = "report_path"
+BEST_BASELINE_TAG = "best_baseline"
+MODEL_NAME_TAG = "model_name"
+DATA_FINGERPRINT_TAG = "data_fingerprint"
+CODE_VERSION_TAG = "code_version"
+
+
+def train_job(spec: str) -> str:
+    return f"train_{spec}"
+
+
+def score_job(spec: str) -> str:
+    return f"score_{spec}"
+
+
+def scoring_schedule(spec: str) -> str:
+    return f"score_{spec}_schedule"
+
+
+def weekly_retrain_schedule(spec: str) -> str:
+    return f"weekly_retrain_{spec}"
+
+
+def drift_sensor(spec: str) -> str:
+    return f"retrain_{spec}_on_drift"
