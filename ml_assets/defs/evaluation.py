@@ -14,7 +14,7 @@ from ml_assets.lib import gate as gate_lib
 from ml_assets.lib import report as report_lib
 from ml_assets.lib import splits as split_lib
 from ml_assets.lib.models import Model
-from ml_assets.lib.names import BEST_BASELINE_TAG, REPORT_PATH_TAG
+from ml_assets.lib.names import BEST_BASELINE_TAG, REPORT_PATH_TAG, SEEN_UNTIL_TAG
 from ml_assets.lib.records import Trained
 from ml_assets.lib.spec import MLSpec
 from ml_assets.lib.tasks import task_for
@@ -33,7 +33,7 @@ def _champion_for_comparison(
         return None, exc.version, (gate_lib.champion_not_comparable(exc.version, exc.reason),)
     if ref is None:
         return None, None, ()
-    seen = tracker.client.get_run(ref.run_id).data.tags.get(gate_lib.SEEN_UNTIL_TAG)
+    seen = tracker.client.get_run(ref.run_id).data.tags.get(SEEN_UNTIL_TAG)
     comparison = task_for(spec).compare_champion(spec, ref.version, ref.model, seen, splits)
     if comparison.problem:
         context.log.error(comparison.problem)

@@ -6,10 +6,10 @@ import polars as pl
 
 from ml_assets.defs.resources import MlflowResource
 from ml_assets.defs.shared import key, lineage_tags, train_inputs
-from ml_assets.lib import gate as gate_lib
 from ml_assets.lib import report as report_lib
 from ml_assets.lib import splits as split_lib
 from ml_assets.lib.families import family as family_of
+from ml_assets.lib.names import SEEN_UNTIL_TAG
 from ml_assets.lib.records import Trained
 from ml_assets.lib.spec import MLSpec
 from ml_assets.lib.tasks import Fitted, task_for
@@ -29,12 +29,13 @@ def _log(
     """One MLflow run for a fitted model, tagged with its lineage."""
     tags = lineage_tags(spec, context, fingerprint)
     if fitted.seen_until is not None:
-        tags[gate_lib.SEEN_UNTIL_TAG] = fitted.seen_until
+        tags[SEEN_UNTIL_TAG] = fitted.seen_until
     logged = mlflow.tracker().log_model(
         spec.name, fitted.model, fitted.example, fitted.validation, tags, fitted.reference
     )
+    what = "validation" if fitted.backtest is None else "backtest mean"
     name = fitted.model.name
-    context.log.info(f"{name}: validation {fitted.validation}; MLflow run {logged.run_id}")
+    context.log.info(f"{name}: {what} {fitted.validation}; MLflow run {logged.run_id}")
     return Trained(fitted.model, logged, fitted.validation, fingerprint, fitted.backtest)
 
 

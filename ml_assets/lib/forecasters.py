@@ -14,7 +14,7 @@ import pandas as pd
 import polars as pl
 
 from ml_assets.lib.cores import available_threads
-from ml_assets.lib.forecast_base import (  # noqa: F401 (baseline classes: pickles name them here)
+from ml_assets.lib.forecast_base import (  # noqa: F401 (also this module's API: pickles and tests name them here)
     DriftForecaster,
     Forecast,
     Forecaster,

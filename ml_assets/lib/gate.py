@@ -131,9 +131,6 @@ def champion_not_comparable(version: str, error: str) -> Criterion:
     )
 
 
-SEEN_UNTIL_TAG = "data_until"  # MLflow run tag: the latest time among a model's training rows
-
-
 def saw_period(seen_until: str, period_start: object) -> bool:
     """Whether a model trained on rows up to ``seen_until`` (as logged, a string) saw rows at
     or after ``period_start``. Numeric times compare as numbers, dates and datetimes as their

@@ -17,6 +17,7 @@ BEST_BASELINE_TAG = "best_baseline"
 MODEL_NAME_TAG = "model_name"
 DATA_FINGERPRINT_TAG = "data_fingerprint"
 CODE_VERSION_TAG = "code_version"
+SEEN_UNTIL_TAG = "data_until"  # the latest time among a model's training rows
 
 
 def train_job(spec: str) -> str:

@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 CHAMPION_ALIAS = "champion"
 REFERENCE_DIR = "reference"
 REFERENCE_FILE = "train_sample.parquet"
-REFERENCE_ROWS = 5000
 PACKAGE_DIR = Path(ml_assets.__file__).resolve().parent
 
 
