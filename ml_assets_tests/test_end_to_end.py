@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from ml_assets.definitions import build_definitions
+from ml_assets.defs.simulation import stage_metadata
 from ml_assets_tests.helpers import (
     TABULAR_STAGES,
     check_results,
@@ -61,9 +62,11 @@ def test_train_affairs_promotes_a_traceable_champion_reproducibly(home: Path) ->
     description = client.get_model_version("affairs", champion.version).description
     assert "Model card" in description and "Limitations" in description
 
+    # The same data, spec and code again: the same model, evaluated, refused and not registered.
     second = run_job(defs, "train_affairs", instance)
     assert second.success
-    again = client.get_run(client.get_model_version("affairs", "2").run_id)
+    family = stage_metadata(second, "evaluation_report")["selected_candidate"]
+    again = client.get_run(stage_metadata(second, f"candidate_{family}")["mlflow_run_id"])
     for key in ("test_roc_auc", "test_roc_auc_ci_lower", "test_roc_auc_ci_upper", "test_log_loss"):
         assert again.data.metrics[key] == metrics[key]
     assert again.data.tags["data_fingerprint"] == tags["data_fingerprint"]
@@ -71,6 +74,12 @@ def test_train_affairs_promotes_a_traceable_champion_reproducibly(home: Path) ->
     # The second candidate was compared with the first champion on the same test rows.
     gate = check_results(second)["promotion_gate"]
     assert "not_worse_than_champion" in str(gate.metadata["gate"].value)
+    assert not gate.passed and "NOT registered" in (gate.description or "")
+    assert "same data" in (gate.description or "") and f"champion v{champion.version}" in (
+        gate.description or ""
+    )
+    assert [str(v.version) for v in client.search_model_versions("name='affairs'")] == ["1"]
+    assert again.data.tags["promoted"] == "False"
 
 
 def test_corrupted_data_stops_at_the_blocking_check_and_keeps_the_champion(

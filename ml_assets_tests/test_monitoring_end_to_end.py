@@ -61,7 +61,9 @@ def test_drift_is_detected_retraining_runs_once_and_the_gate_decides(home: Path)
     # Another tick with the loop's cursor, on the same newest report, requests nothing.
     sensor = defs.resolve_sensor_def("retrain_churn_on_drift")
     again = sensor.evaluate_tick(
-        dg.build_sensor_context(instance=instance, cursor=sim.cursor, definitions=defs)
+        dg.build_sensor_context(
+            instance=instance, cursor=sim.cursor, definitions=defs, resources=defs.resources
+        )
     )
     assert again.run_requests == [] and "cooldown" in (again.skip_message or "")
 
@@ -102,6 +104,15 @@ def test_drift_is_detected_retraining_runs_once_and_the_gate_decides(home: Path)
     gate = check_results(stale)["promotion_gate"]
     assert not gate.passed and "v3 was trained on data up to 2026-01-27" in str(gate.description)
     assert str(client.get_model_version_by_alias("churn", "champion").version) == "3"
+
+    # The daemon taking over from the simulation, without its cursor: no run requested.
+    sensor = defs.resolve_sensor_def("retrain_churn_on_drift")
+    handover = sensor.evaluate_tick(
+        dg.build_sensor_context(
+            instance=instance, cursor=None, definitions=defs, resources=defs.resources
+        )
+    )
+    assert handover.run_requests == [] and "cooldown" in (handover.skip_message or "")
 
     scored = pl.read_parquet(home / "data" / "churn" / "predictions" / "2026-01-30.parquet")
     assert scored.height == 1000 and scored["model_version"].unique().to_list() == [

@@ -14,7 +14,14 @@ from ml_assets.lib import gate as gate_lib
 from ml_assets.lib import report as report_lib
 from ml_assets.lib import splits as split_lib
 from ml_assets.lib.models import Model
-from ml_assets.lib.names import BEST_BASELINE_TAG, REPORT_PATH_TAG, SEEN_UNTIL_TAG
+from ml_assets.lib.names import (
+    BEST_BASELINE_TAG,
+    CODE_VERSION_TAG,
+    DATA_FINGERPRINT_TAG,
+    REPORT_PATH_TAG,
+    SEEN_UNTIL_TAG,
+    SPEC_DIGEST_TAG,
+)
 from ml_assets.lib.records import Trained
 from ml_assets.lib.spec import MLSpec
 from ml_assets.lib.tasks import task_for
@@ -22,10 +29,15 @@ from ml_assets.lib.tracking import ChampionLoadError, Tracker, code_version
 
 
 def _champion_for_comparison(
-    spec: MLSpec, tracker: Tracker, splits: pl.DataFrame, context: dg.AssetExecutionContext
+    spec: MLSpec,
+    tracker: Tracker,
+    splits: pl.DataFrame,
+    selected: Trained,
+    context: dg.AssetExecutionContext,
 ) -> tuple[Model | None, str | None, tuple[gate_lib.Criterion, ...]]:
     """The current champion made comparable by the task, the version compared, and the gate
-    criteria that block promotion when it cannot be."""
+    criteria that block promotion: a champion that cannot be compared, or a candidate that
+    repeats it (same data, spec and code)."""
     try:
         ref = tracker.load_champion(spec.name)
     except ChampionLoadError as exc:
@@ -33,11 +45,20 @@ def _champion_for_comparison(
         return None, exc.version, (gate_lib.champion_not_comparable(exc.version, exc.reason),)
     if ref is None:
         return None, None, ()
-    seen = tracker.client.get_run(ref.run_id).data.tags.get(SEEN_UNTIL_TAG)
+    champion_tags = tracker.client.get_run(ref.run_id).data.tags
+    seen = champion_tags.get(SEEN_UNTIL_TAG)
     comparison = task_for(spec).compare_champion(spec, ref.version, ref.model, seen, splits)
     if comparison.problem:
         context.log.error(comparison.problem)
-    return comparison.model, ref.version, comparison.criteria
+    trained_from = {
+        DATA_FINGERPRINT_TAG: selected.data_fingerprint,
+        SPEC_DIGEST_TAG: spec.digest(),
+        CODE_VERSION_TAG: code_version(),
+    }
+    repeat = gate_lib.same_training_as_champion(ref.version, champion_tags, trained_from)
+    if repeat is not None:
+        context.log.error(f"'{spec.name}': {repeat.detail}")
+    return comparison.model, ref.version, (*comparison.criteria, *([repeat] if repeat else []))
 
 
 class StaleModelError(RuntimeError):
@@ -91,7 +112,9 @@ def evaluation_asset(spec: MLSpec) -> dg.AssetsDefinition:
         ]
         best_base = eval_lib.select_best({b.model.name: b.validation for b in baselines}, order)
         tracker = mlflow.tracker()
-        champion, champion_version, extra = _champion_for_comparison(spec, tracker, splits, context)
+        champion, champion_version, extra = _champion_for_comparison(
+            spec, tracker, splits, selected, context
+        )
         ev = task_for(spec).evaluate(spec, splits, selected, baselines, best_base, champion)
         decision = gate_lib.decide(ev, spec.success_criteria, extra)
         lineage = eval_lib.Lineage(

@@ -17,7 +17,7 @@ from ml_assets.lib import names
 from ml_assets.lib import report as report_lib
 from ml_assets.lib import validation as val_lib
 from ml_assets.lib.metrics import get_metric
-from ml_assets.lib.names import TRIGGER_TAG, WINDOW_END_TAG
+from ml_assets.lib.names import PARTITION_TAG, TRIGGER_TAG, WINDOW_END_TAG
 from ml_assets.lib.spec import MLSpec
 from ml_assets.lib.tracking import REFERENCE_DIR
 
@@ -197,7 +197,7 @@ def _retrain_on_drift(spec: MLSpec) -> dg.SensorDefinition:
         minimum_interval_seconds=60,
         description=f"Retrain '{spec.name}' when a daily drift report passes the spec's thresholds",
     )
-    def retrain_on_drift(context: dg.SensorEvaluationContext) -> Any:
+    def retrain_on_drift(context: dg.SensorEvaluationContext, mlflow: MlflowResource) -> Any:
         event = context.instance.get_latest_materialization_event(report_key)
         if event is None or event.asset_materialization is None:
             return dg.SkipReason("no drift report yet")
@@ -215,14 +215,25 @@ def _retrain_on_drift(spec: MLSpec) -> dg.SensorDefinition:
                 f"{report.partition} is a re-run of a past day (newest report: {newest}); "
                 "drift retraining follows the newest day only"
             )
+        # The instance's runs are the record of what was requested, so a daemon that starts
+        # without this sensor's cursor (after the demo's simulation, say) repeats nothing.
         cursor = json.loads(context.cursor) if context.cursor else {}
-        if cursor.get("partition") == report.partition:
+        last = _last_drift_retrain(context.instance, spec)
+        if report.partition in (cursor.get("partition"), last[0] if last else None):
             return dg.SkipReason(f"retraining for {report.partition} already requested")
-        waited = (event.timestamp - cursor.get("requested_at", 0.0)) / 3600
-        if cursor and waited < monitoring.cooldown_hours:
+        requested_at = max(cursor.get("requested_at", 0.0), last[1] if last else 0.0)
+        waited = (event.timestamp - requested_at) / 3600
+        if requested_at and waited < monitoring.cooldown_hours:
             return dg.SkipReason(
                 f"cooldown: {waited:.1f} h since the last drift retraining "
                 f"(< {monitoring.cooldown_hours} h)"
+            )
+        champion = mlflow.tracker().champion_version(spec.name)
+        if champion is not None and champion[0] != signal.model_version:
+            return dg.SkipReason(
+                f"{report.partition} was scored by v{signal.model_version}, and the champion is "
+                f"now v{champion[0]}: that drift is not the new champion's (the next day it "
+                "scores will tell)"
             )
         context.update_cursor(
             json.dumps({"partition": report.partition, "requested_at": event.timestamp})
@@ -231,7 +242,7 @@ def _retrain_on_drift(spec: MLSpec) -> dg.SensorDefinition:
             run_key=f"{spec.name}:drift:{report.partition}",
             tags={
                 TRIGGER_TAG: "drift",
-                "ml_assets/partition": str(report.partition),
+                PARTITION_TAG: str(report.partition),
                 # Retrain on the window ending at the drifted day, whatever arrives meanwhile.
                 WINDOW_END_TAG: str(report.partition),
                 "ml_assets/drifted_features": signal.drifted_features[:200],
@@ -243,3 +254,15 @@ def _retrain_on_drift(spec: MLSpec) -> dg.SensorDefinition:
         )
 
     return retrain_on_drift
+
+
+def _last_drift_retrain(instance: dg.DagsterInstance, spec: MLSpec) -> tuple[str, float] | None:
+    """(drifted day, creation time) of the newest drift-triggered run of the train job."""
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(job_name=names.train_job(spec.name), tags={TRIGGER_TAG: "drift"}),
+        limit=1,
+    )
+    if not records:
+        return None
+    record = records[0]
+    return record.dagster_run.tags.get(PARTITION_TAG, ""), record.create_timestamp.timestamp()

@@ -15,6 +15,7 @@ from ml_assets.lib.names import (
     PROMOTED_TAG,
 )
 from ml_assets.lib.spec import MLSpec
+from ml_assets.lib.tracking import Tracker
 
 
 def champion_asset(spec: MLSpec) -> dg.AssetsDefinition:
@@ -34,6 +35,9 @@ def champion_asset(spec: MLSpec) -> dg.AssetsDefinition:
     ) -> Any:
         outcome, tracker = evaluation_report, mlflow.tracker()
         decision, selected = outcome.decision, outcome.selected
+        if decision.repeats_champion and not spec.success_criteria.register_repeats:
+            yield from _refuse_repeat(spec, context, outcome, tracker)
+            return
         tags = {
             PROMOTED_TAG: "pending",
             DATA_FINGERPRINT_TAG: selected.data_fingerprint,
@@ -98,3 +102,48 @@ def champion_asset(spec: MLSpec) -> dg.AssetsDefinition:
         )
 
     return champion_model
+
+
+def _refuse_repeat(
+    spec: MLSpec,
+    context: dg.AssetExecutionContext,
+    outcome: gate_lib.EvaluationOutcome,
+    tracker: Tracker,
+) -> Any:
+    """A candidate that repeats the champion: not registered, not promoted, said loudly."""
+    current = tracker.champion_version(spec.name)
+    champion_now = current[0] if current else None
+    reasons = outcome.decision.reasons
+    text = "NOT registered, NOT promoted: " + "; ".join(reasons)
+    context.log.error(f"'{spec.name}' candidate {text}")
+    tracker.log_evaluation(
+        outcome.selected.logged.run_id,
+        {},
+        {PROMOTED_TAG: "False", GATE_REASONS_TAG: "; ".join(reasons)},
+        {},
+    )
+    yield dg.Output(
+        {
+            "registered_version": None,
+            "promoted": False,
+            "champion_version": champion_now,
+            "reasons": reasons,
+        },
+        metadata={
+            "registered_model": spec.name,
+            "registered_version": "none (repeats the champion)",
+            "promoted": False,
+            "champion_version": str(champion_now),
+            "reasons": "; ".join(reasons),
+        },
+    )
+    yield dg.AssetCheckResult(
+        check_name="promotion_gate",
+        passed=False,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=text,
+        metadata={
+            "gate": dg.MetadataValue.md(outcome.decision.markdown()),
+            "champion_version": str(champion_now),
+        },
+    )

@@ -8,7 +8,7 @@ import polars as pl
 from ml_assets.defs.resources import SPLITS_METADATA_KEY
 from ml_assets.lib import report as report_lib
 from ml_assets.lib import validation as val_lib
-from ml_assets.lib.names import CODE_VERSION_TAG, DATA_FINGERPRINT_TAG
+from ml_assets.lib.names import CODE_VERSION_TAG, DATA_FINGERPRINT_TAG, SPEC_DIGEST_TAG
 from ml_assets.lib.spec import MLSpec
 from ml_assets.lib.tracking import code_version, git_commit
 
@@ -62,7 +62,7 @@ def lineage_tags(
     """MLflow run tags that trace a model to its spec, code, data and Dagster run."""
     return {
         "spec": spec.name,
-        "spec_digest": spec.digest(),
+        SPEC_DIGEST_TAG: spec.digest(),
         CODE_VERSION_TAG: code_version(),
         "git_commit": git_commit(),
         DATA_FINGERPRINT_TAG: fingerprint,

@@ -108,8 +108,10 @@ def _train_line(outcome: dict[str, Any]) -> str:
         else f"NOT promoted, champion stays v{outcome.get('champion_version')}: "
         f"{outcome.get('reasons')}"
     )
+    registered = outcome.get("registered_version")
     return (
-        f"train on days {outcome['window']}: registered v{outcome.get('registered_version')}, "
+        f"train on days {outcome['window']}: "
+        f"{f'registered v{registered}' if registered else 'not registered'}, "
         f"test improvement vs champion {outcome.get('vs_champion')}: {verdict}"
     )
 
@@ -143,7 +145,9 @@ def simulate(
         if not scored.success:
             raise RuntimeError(f"{names.score_job(spec)} failed for {day} (run {scored.run_id})")
         tick = sensor.evaluate_tick(
-            dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+            dg.build_sensor_context(
+                instance=instance, cursor=cursor, definitions=defs, resources=defs.resources
+            )
         )
         cursor = out.cursor = tick.cursor or cursor
         request = tick.run_requests[0] if tick.run_requests else None

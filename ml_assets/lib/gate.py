@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+import numpy as np
 
 from ml_assets.lib.evaluation import Evaluation, Lineage
 from ml_assets.lib.metrics import get_metric, relative_improvement
+from ml_assets.lib.names import CODE_VERSION_TAG, DATA_FINGERPRINT_TAG, SPEC_DIGEST_TAG
 from ml_assets.lib.records import Trained
 from ml_assets.lib.spec import SuccessCriteria
 
@@ -21,6 +25,11 @@ class Criterion:
 class GateDecision:
     promote: bool
     criteria: list[Criterion]
+
+    @property
+    def repeats_champion(self) -> bool:
+        """The candidate is the champion again (same predictions, or same data, spec and code)."""
+        return any(c.name == IDENTICAL_TO_CHAMPION and not c.passed for c in self.criteria)
 
     @property
     def reasons(self) -> list[str]:
@@ -95,8 +104,41 @@ def decide(
                 f"{primary.name} {d.fmt()} on the same test rows; must be >= 0",
             )
         )
+        same = np.array_equal(evaluation.candidate.scores, evaluation.champion.scores)
+        repeated = any(c.name == IDENTICAL_TO_CHAMPION for c in extra)
+        if not repeated and (same or d.value == d.lower == d.upper == 0):
+            how = "are identical to" if same else f"give exactly the same {primary.name} as"
+            checks.append(
+                Criterion(
+                    IDENTICAL_TO_CHAMPION,
+                    False,
+                    f"the candidate's test predictions {how} those of the current champion "
+                    f"'{evaluation.champion.name}' (improvement {d.fmt()}): replacing it would "
+                    "change nothing",
+                )
+            )
     checks += extra
     return GateDecision(all(c.passed for c in checks), checks)
+
+
+IDENTICAL_TO_CHAMPION = "differs_from_champion"
+
+
+def same_training_as_champion(
+    version: str, champion_tags: Mapping[str, str], trained_from: Mapping[str, str]
+) -> Criterion | None:
+    """A candidate trained from the same data, spec and code as the champion is a repeat of
+    it (a retraining triggered twice for one window, say): a failing criterion, else None.
+    Both sides are the lineage tags of their MLflow runs."""
+    keys = (DATA_FINGERPRINT_TAG, SPEC_DIGEST_TAG, CODE_VERSION_TAG)
+    if not all(champion_tags.get(k) and champion_tags.get(k) == trained_from.get(k) for k in keys):
+        return None
+    return Criterion(
+        IDENTICAL_TO_CHAMPION,
+        False,
+        f"trained from the same data ({trained_from[DATA_FINGERPRINT_TAG]}), spec and code as the "
+        f"current champion v{version}: a repeat of it, not a new model",
+    )
 
 
 def _paired_test(evaluation: Evaluation) -> str:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 # Dagster run tags
 SPEC_TAG = "ml_assets/spec"
-TRIGGER_TAG = "ml_assets/trigger"
+TRIGGER_TAG = "ml_assets/trigger"  # drift or weekly
+PARTITION_TAG = "ml_assets/partition"  # the drifted day that triggered a retraining
 WINDOW_END_TAG = "ml_assets/window_end"  # a recent_days source ends its window on this date
 
 # MLflow tags on a candidate's run and registered version
@@ -17,6 +18,7 @@ BEST_BASELINE_TAG = "best_baseline"
 MODEL_NAME_TAG = "model_name"
 DATA_FINGERPRINT_TAG = "data_fingerprint"
 CODE_VERSION_TAG = "code_version"
+SPEC_DIGEST_TAG = "spec_digest"
 SEEN_UNTIL_TAG = "data_until"  # the latest time among a model's training rows
 
 

@@ -71,6 +71,9 @@ class Bound(Strict):
 class SuccessCriteria(Strict):
     thresholds: dict[str, Bound] = Field(default_factory=dict)
     min_relative_improvement: float = Field(0.0, ge=0.0)
+    # A candidate that repeats the champion is refused; registering it too only adds versions
+    # that cannot be told apart.
+    register_repeats: bool = False
 
 
 class GLMCandidate(Strict):

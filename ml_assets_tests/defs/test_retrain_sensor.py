@@ -7,9 +7,13 @@ import datetime as dt
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 
 from ml_assets.definitions import build_definitions
 from ml_assets.defs.resources import ArtifactStore
+from ml_assets.lib.models import ConstantModel
+from ml_assets.lib.tracking import Tracker
+from ml_assets_tests.helpers import mlflow_client
 
 SPEC = """
 name: watched
@@ -40,25 +44,37 @@ def _report(instance: dg.DagsterInstance, day: str, retrain: bool) -> None:
     )
 
 
-def _tick(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, cursor: str | None):
-    context = dg.build_sensor_context(instance=instance, cursor=cursor)
+def _sensor(tmp_path: Path) -> tuple[dg.Definitions, dg.SensorDefinition]:
+    (tmp_path / "history.csv").write_text("x,y\n1,0\n2,1\n")
+    (tmp_path / "watched.yaml").write_text(SPEC)
+    defs = build_definitions(str(tmp_path))
+    return defs, defs.resolve_sensor_def("retrain_watched_on_drift")
+
+
+def _tick(
+    defs: dg.Definitions,
+    sensor: dg.SensorDefinition,
+    instance: dg.DagsterInstance,
+    cursor: str | None,
+):
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, definitions=defs, resources=defs.resources
+    )
     return sensor.evaluate_tick(context)
 
 
-def test_no_drift_then_drift_then_repeat(tmp_path: Path) -> None:
-    (tmp_path / "history.csv").write_text("x,y\n1,0\n2,1\n")
-    (tmp_path / "watched.yaml").write_text(SPEC)
-    sensor = build_definitions(str(tmp_path)).resolve_sensor_def("retrain_watched_on_drift")
+def test_no_drift_then_drift_then_repeat(home: Path, tmp_path: Path) -> None:
+    defs, sensor = _sensor(tmp_path)
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     with dg.instance_for_test() as instance:
-        assert _tick(sensor, instance, None).run_requests == []  # no report yet
+        assert _tick(defs, sensor, instance, None).run_requests == []  # no report yet
 
         _report(instance, "2026-01-10", retrain=False)
-        calm = _tick(sensor, instance, None)
+        calm = _tick(defs, sensor, instance, None)
         assert calm.run_requests == [] and "within thresholds" in (calm.skip_message or "")
 
         _report(instance, "2026-01-11", retrain=True)
-        fired = _tick(sensor, instance, None)
+        fired = _tick(defs, sensor, instance, None)
         assert len(fired.run_requests) == 1
         request = fired.run_requests[0]
         assert request.run_key == "watched:drift:2026-01-11"
@@ -69,23 +85,58 @@ def test_no_drift_then_drift_then_repeat(tmp_path: Path) -> None:
         assert request.tags["ml_assets/window_end"] == "2026-01-11"
         assert "usage_hours" in request.tags["ml_assets/drifted_features"]
 
-        again = _tick(sensor, instance, fired.cursor)
+        again = _tick(defs, sensor, instance, fired.cursor)
         assert again.run_requests == [] and "already requested" in (again.skip_message or "")
 
         _report(instance, "2026-01-12", retrain=True)  # minutes later: inside the cooldown
-        cooled = _tick(sensor, instance, fired.cursor)
+        cooled = _tick(defs, sensor, instance, fired.cursor)
         assert cooled.run_requests == [] and "cooldown" in (cooled.skip_message or "")
 
 
-def test_a_rescored_past_day_does_not_trigger_retraining(tmp_path: Path) -> None:
-    (tmp_path / "history.csv").write_text("x,y\n1,0\n2,1\n")
-    (tmp_path / "watched.yaml").write_text(SPEC)
-    sensor = build_definitions(str(tmp_path)).resolve_sensor_def("retrain_watched_on_drift")
+def test_a_rescored_past_day_does_not_trigger_retraining(home: Path, tmp_path: Path) -> None:
+    defs, sensor = _sensor(tmp_path)
     with dg.instance_for_test() as instance:
         _report(instance, "2026-01-12", retrain=False)
         _report(instance, "2026-01-05", retrain=True)  # a backfill of an old, drifted day
-        stale = _tick(sensor, instance, None)
+        stale = _tick(defs, sensor, instance, None)
         assert stale.run_requests == [] and "re-run of a past day" in (stale.skip_message or "")
+
+
+def test_a_daemon_started_without_the_cursor_repeats_no_retraining(
+    home: Path, tmp_path: Path
+) -> None:
+    """The instance's runs, not only the sensor's cursor, record what was requested: a daemon
+    that starts after the demo's simulation (which kept the cursor to itself) asks again for
+    nothing, and still keeps the cooldown."""
+    defs, sensor = _sensor(tmp_path)
+    with dg.instance_for_test() as instance:
+        _report(instance, "2026-01-11", retrain=True)
+        fired = _tick(defs, sensor, instance, None)
+        assert len(fired.run_requests) == 1
+        # The requested run, as the daemon (or the simulation) launches it with the tags.
+        request = fired.run_requests[0]
+        instance.add_run(
+            dg.DagsterRun(job_name="train_watched", run_id="retrain-1", tags=dict(request.tags))
+        )
+        fresh = _tick(defs, sensor, instance, None)  # no cursor: a daemon starting now
+        assert fresh.run_requests == [] and "already requested" in (fresh.skip_message or "")
+        _report(instance, "2026-01-12", retrain=True)
+        cooled = _tick(defs, sensor, instance, None)
+        assert cooled.run_requests == [] and "cooldown" in (cooled.skip_message or "")
+
+
+def test_drift_scored_by_a_former_champion_is_ignored(home: Path, tmp_path: Path) -> None:
+    """A report scored by v3 says nothing about the model that holds the alias now."""
+    defs, sensor = _sensor(tmp_path)
+    tracker = Tracker(mlflow_client().tracking_uri)
+    model = ConstantModel("prior", "prior", "baseline", "classification", ["x"], value=0.5)
+    logged = tracker.log_model("watched", model, pl.DataFrame({"x": [1.0, 2.0]}), {}, {})
+    tracker.set_champion("watched", tracker.register("watched", logged, "card", {}))
+    with dg.instance_for_test() as instance:
+        _report(instance, "2026-01-11", retrain=True)  # scored by v3
+        tick = _tick(defs, sensor, instance, None)
+        assert tick.run_requests == []
+        assert "scored by v3, and the champion is now v1" in (tick.skip_message or "")
 
 
 def test_weekly_retraining_schedule_is_running(tmp_path: Path) -> None:

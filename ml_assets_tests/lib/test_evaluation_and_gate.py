@@ -18,7 +18,12 @@ from ml_assets.lib.evaluation import (
     select_best,
     tracking_metrics,
 )
-from ml_assets.lib.gate import Criterion, champion_not_comparable, decide
+from ml_assets.lib.gate import (
+    Criterion,
+    champion_not_comparable,
+    decide,
+    same_training_as_champion,
+)
 from ml_assets.lib.metrics import Estimate
 from ml_assets.lib.models import ConstantModel
 from ml_assets.lib.spec import Bound, MLSpec, SuccessCriteria
@@ -323,12 +328,24 @@ def test_decide_refuses_when_worse_than_champion(champion_eval: Evaluation) -> N
     assert "current champion 'better_model'" in decision.reasons[0]
 
 
-def test_decide_accepts_a_candidate_as_good_as_the_champion(good_eval: Evaluation) -> None:
+def test_decide_refuses_a_candidate_that_repeats_the_champion(good_eval: Evaluation) -> None:
     same = _evaluate("good", champion="good")
     assert same.vs_champion == Estimate(0.0, 0.0, 0.0)
     decision = decide(same, PASSING)
-    assert decision.promote
-    assert "not_worse_than_champion" in [c.name for c in decision.criteria]
+    assert not decision.promote and decision.repeats_champion
+    assert _failed(decision) == ["differs_from_champion"]  # not worse, but nothing new either
+    assert "are identical to those of the current champion" in decision.reasons[0]
+
+
+def test_same_data_spec_and_code_as_the_champion_is_a_repeat() -> None:
+    tags = {"data_fingerprint": "abc", "spec_digest": "s1", "code_version": "0.1+x"}
+    repeat = same_training_as_champion("4", tags, dict(tags))
+    assert repeat is not None and not repeat.passed
+    assert repeat.name == "differs_from_champion"
+    assert "same data (abc), spec and code as the current champion v4" in repeat.detail
+    for changed in ("data_fingerprint", "spec_digest", "code_version"):
+        assert same_training_as_champion("4", tags, {**tags, changed: "other"}) is None
+    assert same_training_as_champion("4", {}, {}) is None  # an old champion without lineage tags
 
 
 def test_decide_refuses_on_an_extra_failing_criterion(good_eval: Evaluation) -> None:
