@@ -39,6 +39,7 @@ def build_definitions(extra_spec_dir: str | None = None) -> dg.Definitions:
                 tracking_uri=default_tracking_uri(),
                 artifact_root=default_artifact_root(),
                 ui_url=os.environ.get("ML_ASSETS_MLFLOW_UI", "http://127.0.0.1:5000"),
+                dagster_ui_url=os.environ.get("ML_ASSETS_DAGSTER_UI", "http://127.0.0.1:3000"),
             ),
         },
     )

@@ -58,6 +58,13 @@ def test_train_affairs_promotes_a_traceable_champion_reproducibly(home: Path) ->
     assert 0.68 < metrics["test_roc_auc"] < 0.82  # a plain logistic model reaches ~0.72
     assert metrics["baseline_test_roc_auc"] == pytest.approx(0.5)
     assert tags["data_fingerprint"] and tags["code_version"] and tags["promoted"] == "True"
+    # Named after spec, model and data; linked back to the Dagster run that trained it.
+    assert (
+        run.info.run_name
+        == f"affairs · {tags['model_name']} · candidate · data " + tags["data_fingerprint"][:8]
+    )
+    assert tags["dagster_run_url"] == f"http://127.0.0.1:3000/runs/{first.run_id}"
+    assert f"[{first.run_id}]({tags['dagster_run_url']})" in tags["mlflow.note.content"]
     assert Path(tags["report_path"]).read_text().count("data:image/png;base64,") >= 4
     description = client.get_model_version("affairs", champion.version).description
     assert "Model card" in description and "Limitations" in description

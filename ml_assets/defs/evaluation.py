@@ -154,9 +154,9 @@ def evaluation_asset(spec: MLSpec) -> dg.AssetsDefinition:
                 "summary": dg.MetadataValue.md(report_lib.markdown_table(ev.summary_table())),
                 "selected_candidate": selected.model.name,
                 "best_baseline": best_base,
-                f"test_{primary}": cand.value,
+                f"test_{primary}": round(cand.value, 4),
                 f"test_{primary}_ci": f"[{cand.lower:.4f}, {cand.upper:.4f}]",
-                f"baseline_test_{primary}": base.value,
+                f"baseline_test_{primary}": round(base.value, 4),
                 "improvement_vs_baseline": ev.vs_baseline.fmt(),
                 "improvement_vs_champion": f"{ev.vs_champion.fmt()} over v{champion_version}"
                 if ev.vs_champion is not None

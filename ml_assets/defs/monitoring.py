@@ -130,7 +130,7 @@ def _drift_report(spec: MLSpec) -> dg.AssetsDefinition:
                 **result.summary(scored_by.version),  # what the retraining sensor reads back
                 "features_by_drift": dg.MetadataValue.md(report_lib.markdown_table(table)),
                 "drift_plot": dg.MetadataValue.path(str(plot)),
-                f"realized_{metric.name}": realized.value if realized else float("nan"),
+                f"realized_{metric.name}": round(realized.value, 4) if realized else float("nan"),
                 f"realized_{metric.name}_ci": realized.fmt() if realized else "no labels yet",
                 "champion_test_ci": f"[{champion_ci[0]:.4f}, {champion_ci[1]:.4f}]"
                 if champion_ci

@@ -84,7 +84,7 @@ def champion_asset(spec: MLSpec) -> dg.AssetsDefinition:
                 "promoted": promoted,
                 "champion_version": str(champion_now),
                 "reasons": "; ".join(reasons) or "all criteria passed",
-                f"test_{primary}": outcome.evaluation.candidate.metrics[primary].value,
+                f"test_{primary}": round(outcome.evaluation.candidate.metrics[primary].value, 4),
                 "model_card": dg.MetadataValue.md(outcome.model_card),
             },
         )

@@ -49,6 +49,8 @@ class MlflowResource(dg.ConfigurableResource):
     tracking_uri: str
     artifact_root: str | None = None
     ui_url: str = "http://127.0.0.1:5000"
+    # Where MLflow runs link back to the Dagster run that trained them.
+    dagster_ui_url: str = "http://127.0.0.1:3000"
 
     def tracker(self) -> Tracker:
         return Tracker(self.tracking_uri, self.artifact_root)

@@ -56,7 +56,7 @@ def predictions_asset(spec: MLSpec) -> dg.AssetsDefinition:
                 "model_version": ref.version,
                 "incoming": dg.MetadataValue.path(str(path)),
                 "scored_rows": out.height,
-                "mean_score": float(scores.mean()) if len(scores) else float("nan"),
+                "mean_score": round(float(scores.mean()), 4) if len(scores) else float("nan"),
             },
         )
 

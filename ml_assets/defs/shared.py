@@ -57,10 +57,15 @@ def check_result(outcome: val_lib.ValidationOutcome, extra: dict[str, Any]) -> d
 
 
 def lineage_tags(
-    spec: MLSpec, context: dg.AssetExecutionContext, fingerprint: str
+    spec: MLSpec, context: dg.AssetExecutionContext, fingerprint: str, dagster_ui_url: str
 ) -> dict[str, str]:
-    """MLflow run tags that trace a model to its spec, code, data and Dagster run."""
+    """MLflow run tags that trace a model to its spec, code, data and Dagster run; the run's
+    description (MLflow's note) links to the Dagster run."""
+    run_url = f"{dagster_ui_url.rstrip('/')}/runs/{context.run_id}"
     return {
+        "dagster_run_url": run_url,
+        "mlflow.note.content": f"Trained by Dagster run [{context.run_id}]({run_url}) "
+        f"of job `{context.job_name}`, spec `{spec.name}`.",
         "spec": spec.name,
         SPEC_DIGEST_TAG: spec.digest(),
         CODE_VERSION_TAG: code_version(),

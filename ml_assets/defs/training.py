@@ -27,7 +27,7 @@ def _log(
     fingerprint: str,
 ) -> Trained:
     """One MLflow run for a fitted model, tagged with its lineage."""
-    tags = lineage_tags(spec, context, fingerprint)
+    tags = lineage_tags(spec, context, fingerprint, mlflow.dagster_ui_url)
     if fitted.seen_until is not None:
         tags[SEEN_UNTIL_TAG] = fitted.seen_until
     logged = mlflow.tracker().log_model(
@@ -89,7 +89,9 @@ def _candidate(spec: MLSpec, family: str) -> dg.AssetsDefinition:
             metadata={
                 "model": model.name,
                 "mlflow_run_id": trained.logged.run_id,
-                f"validation_{spec.primary_metric}": trained.validation[spec.primary_metric],
+                f"validation_{spec.primary_metric}": round(
+                    trained.validation[spec.primary_metric], 4
+                ),
                 "params": dg.MetadataValue.json({k: str(v) for k, v in model.params.items()}),
                 "data_fingerprint": trained.data_fingerprint,
             },

@@ -119,9 +119,9 @@ class DriftVerdict:
         return {
             "model_version": model_version,
             "drifted_features": ", ".join(self.drifted_features) or "none",
-            "drifted_share": self.drifted_share,
-            "max_psi": self.max_psi,
-            "prediction_psi": self.prediction_psi,
+            "drifted_share": round(self.drifted_share, 4),
+            "max_psi": round(self.max_psi, 4),
+            "prediction_psi": round(self.prediction_psi, 4),
             "retrain_recommended": self.retrain,
             "reasons": "; ".join(self.reasons) or "within thresholds",
         }

@@ -20,7 +20,7 @@ from mlflow.models import infer_signature
 
 import ml_assets
 from ml_assets.lib.models import Model
-from ml_assets.lib.names import MODEL_NAME_TAG
+from ml_assets.lib.names import DATA_FINGERPRINT_TAG, MODEL_NAME_TAG, SEEN_UNTIL_TAG
 from ml_assets.lib.records import LoggedModel, Trained  # noqa: F401 (Trained: pickles name it here)
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,16 @@ def git_commit() -> str:
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def run_name(experiment: str, model: Model, tags: dict[str, str]) -> str:
+    """'<spec> · <model> · <role>', and the data it learned from: up to its latest time, or
+    its data fingerprint when the rows have no time."""
+    name = f"{experiment} · {model.name} · {model.role}"
+    if until := tags.get(SEEN_UNTIL_TAG):
+        return f"{name} · data to {until}"
+    fingerprint = tags.get(DATA_FINGERPRINT_TAG, "")
+    return f"{name} · data {fingerprint[:8]}" if fingerprint else name
 
 
 class PyfuncModel(mlflow.pyfunc.PythonModel):
@@ -125,7 +135,9 @@ class Tracker:
         exp_id = self.experiment_id(experiment)
         sample = example.select(model.features).head(5).to_pandas()
         signature = infer_signature(sample, model.predict(example.head(5)))
-        with mlflow.start_run(experiment_id=exp_id, run_name=f"{model.role}:{model.name}") as run:
+        with mlflow.start_run(
+            experiment_id=exp_id, run_name=run_name(experiment, model, tags)
+        ) as run:
             mlflow.log_params(_flat_params(model))
             mlflow.log_metrics({f"validation_{k}": v for k, v in validation_metrics.items()})
             mlflow.set_tags(

@@ -47,7 +47,7 @@ def test_log_model_records_params_metrics_and_tags(
     t = trained_classification
     run = tracker.client.get_run(logged_glm.run_id)
     assert run.info.experiment_id == logged_glm.experiment_id
-    assert run.info.run_name == "candidate:glm_binomial"
+    assert run.info.run_name == "toy · glm_binomial · candidate"
     expected = validation_metrics(t.glm, t.data, ["roc_auc", "log_loss"])
     assert run.data.metrics == pytest.approx(
         {"validation_roc_auc": expected["roc_auc"], "validation_log_loss": expected["log_loss"]}
