@@ -70,36 +70,8 @@ def champion_asset(spec: MLSpec) -> dg.AssetsDefinition:
             {},
         )
         champion_now = version if promoted else current_version
-        primary = spec.primary_metric
-        yield dg.Output(
-            {
-                "registered_version": version,
-                "promoted": promoted,
-                "champion_version": champion_now,
-                "reasons": reasons,
-            },
-            metadata={
-                "registered_model": spec.name,
-                "registered_version": version,
-                "promoted": promoted,
-                "champion_version": str(champion_now),
-                "reasons": "; ".join(reasons) or "all criteria passed",
-                f"test_{primary}": round(outcome.evaluation.candidate.metrics[primary].value, 4),
-                "model_card": dg.MetadataValue.md(outcome.model_card),
-            },
-        )
-        yield dg.AssetCheckResult(
-            check_name="promotion_gate",
-            passed=promoted,
-            severity=dg.AssetCheckSeverity.ERROR,
-            description="promoted to champion"
-            if promoted
-            else "NOT promoted: " + "; ".join(reasons),
-            metadata={
-                "gate": dg.MetadataValue.md(decision.markdown()),
-                "champion_version": str(champion_now),
-            },
-        )
+        description = "promoted to champion" if promoted else "NOT promoted: " + "; ".join(reasons)
+        yield from _results(spec, outcome, version, promoted, champion_now, reasons, description)
 
     return champion_model
 
@@ -122,26 +94,42 @@ def _refuse_repeat(
         {PROMOTED_TAG: "False", GATE_REASONS_TAG: "; ".join(reasons)},
         {},
     )
+    yield from _results(spec, outcome, None, False, champion_now, reasons, text)
+
+
+def _results(
+    spec: MLSpec,
+    outcome: gate_lib.EvaluationOutcome,
+    version: str | None,
+    promoted: bool,
+    champion_now: str | None,
+    reasons: list[str],
+    description: str,
+) -> Any:
+    """The champion_model output and its promotion_gate check result."""
+    primary = spec.primary_metric
     yield dg.Output(
         {
-            "registered_version": None,
-            "promoted": False,
+            "registered_version": version,
+            "promoted": promoted,
             "champion_version": champion_now,
             "reasons": reasons,
         },
         metadata={
             "registered_model": spec.name,
-            "registered_version": "none (repeats the champion)",
-            "promoted": False,
+            "registered_version": version or "none (repeats the champion)",
+            "promoted": promoted,
             "champion_version": str(champion_now),
-            "reasons": "; ".join(reasons),
+            "reasons": "; ".join(reasons) or "all criteria passed",
+            f"test_{primary}": round(outcome.evaluation.candidate.metrics[primary].value, 4),
+            "model_card": dg.MetadataValue.md(outcome.model_card),
         },
     )
     yield dg.AssetCheckResult(
         check_name="promotion_gate",
-        passed=False,
+        passed=promoted,
         severity=dg.AssetCheckSeverity.ERROR,
-        description=text,
+        description=description,
         metadata={
             "gate": dg.MetadataValue.md(outcome.decision.markdown()),
             "champion_version": str(champion_now),

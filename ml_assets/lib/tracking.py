@@ -26,6 +26,8 @@ from ml_assets.lib.records import LoggedModel, Trained  # noqa: F401 (Trained: p
 log = logging.getLogger(__name__)
 
 CHAMPION_ALIAS = "champion"
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_DEVELOPMENT = "custom_model_development"
 REFERENCE_DIR = "reference"
 REFERENCE_FILE = "train_sample.parquet"
 PACKAGE_DIR = Path(ml_assets.__file__).resolve().parent
@@ -119,7 +121,11 @@ class Tracker:
             if exp is not None:
                 return exp.experiment_id
             location = f"{self.artifact_root.rstrip('/')}/{name}" if self.artifact_root else None
-            return self.client.create_experiment(name, artifact_location=location)
+            # The MLflow UI opens an experiment of this kind in its model-training view (runs,
+            # metrics, models), not the GenAI view of traces and prompts.
+            return self.client.create_experiment(
+                name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: MODEL_DEVELOPMENT}
+            )
 
     def log_model(
         self,

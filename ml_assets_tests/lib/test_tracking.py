@@ -48,6 +48,8 @@ def test_log_model_records_params_metrics_and_tags(
     run = tracker.client.get_run(logged_glm.run_id)
     assert run.info.experiment_id == logged_glm.experiment_id
     assert run.info.run_name == "toy · glm_binomial · candidate"
+    experiment = tracker.client.get_experiment(logged_glm.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # ML view
     expected = validation_metrics(t.glm, t.data, ["roc_auc", "log_loss"])
     assert run.data.metrics == pytest.approx(
         {"validation_roc_auc": expected["roc_auc"], "validation_log_loss": expected["log_loss"]}
