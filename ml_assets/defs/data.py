@@ -136,8 +136,7 @@ def _raw_data_contract(spec: MLSpec) -> dg.AssetChecksDefinition:
         context: dg.AssetCheckExecutionContext, raw_data: pl.DataFrame, artifacts: ArtifactStore
     ) -> dg.AssetCheckResult:
         learned = val_lib.LearnedContract.load(artifacts.contract_path(spec.name))
-        exps = val_lib.build_expectations(spec, "raw_data", raw_data, learned)
-        outcome = val_lib.run_expectations("raw_data", raw_data, exps)
+        outcome = val_lib.validate(spec, "raw_data", raw_data, learned)
         if not outcome.success:
             context.log.error(f"spec '{spec.name}' {outcome.summary()}")
         return check_result(outcome, {"learned_contract": str(learned is not None)})
@@ -165,8 +164,7 @@ def _features_contract(spec: MLSpec) -> dg.AssetChecksDefinition:
     ) -> dg.AssetCheckResult:
         path = artifacts.contract_path(spec.name)
         learned = val_lib.LearnedContract.load(path)
-        exps = val_lib.build_expectations(spec, "features", features, learned)
-        outcome = val_lib.run_expectations("features", features, exps)
+        outcome = val_lib.validate(spec, "features", features, learned)
         note = (
             f"held to contract learned from {learned.learned_from}"
             if learned

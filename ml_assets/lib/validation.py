@@ -213,6 +213,13 @@ def build_expectations(
     return exps
 
 
+def validate(
+    spec: MLSpec, stage: Stage, frame: pl.DataFrame, learned: LearnedContract | None
+) -> ValidationOutcome:
+    """The stage's data contract (declared and learned) judged on ``frame`` by GX."""
+    return run_expectations(stage, frame, build_expectations(spec, stage, frame, learned))
+
+
 def _custom_expectation(spec: MLSpec, item: dict[str, dict[str, Any]]) -> Any:
     import great_expectations.expectations as gxe
 

@@ -19,8 +19,8 @@ from ml_assets.lib.validation import (
     build_expectations,
     categorical_columns,
     learn_contract,
-    run_expectations,
     type_family,
+    validate,
 )
 from ml_assets_tests.lib.conftest import spec_from
 
@@ -30,7 +30,7 @@ SPEC = spec_from({"validation": {"min_rows": 50, "max_duplicate_fraction": 0.05}
 def _validate(
     spec: MLSpec, frame: pl.DataFrame, stage: str, learned: LearnedContract | None = None
 ) -> ValidationOutcome:
-    return run_expectations(stage, frame, build_expectations(spec, stage, frame, learned))
+    return validate(spec, stage, frame, learned)  # type: ignore[arg-type]
 
 
 def _failed(outcome: ValidationOutcome) -> set[tuple[str, str | None]]:
