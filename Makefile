@@ -10,7 +10,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 export ML_ASSETS_HOME ?= $(CURDIR)
 
-.PHONY: install demo test lint ui bench bench-scale clean
+.PHONY: install demo test lint ui screenshots bench bench-scale clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "ml_assets needs Python 3.11"'
@@ -27,8 +27,10 @@ $(DAGSTER_HOME)/dagster.yaml:
 	printf 'telemetry:\n  enabled: false\n' > $@
 
 # Train every spec (churn on the first 14 days of its stream), then let 16 more churn days
-# arrive with drift from day 20: scoring, drift reports, the retraining sensor and the weekly
-# schedule run for real against the same Dagster instance and MLflow registry.
+# arrive with drift from day 20: the arrival and retraining sensors, scoring, drift reports and
+# the weekly schedule run for real against the same Dagster instance and MLflow registry. The
+# stream starts 30 days ago, so its last day is yesterday and today's file
+# (`python -m ml_assets.cli stream --next`) is left for the daemon under `make ui`.
 demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m ml_assets.cli stream --days 14 --drift-day 20 --restart
 	status=0; $(BIN)/dagster job execute -m ml_assets.definitions -j train_all || status=$$?; \
@@ -41,7 +43,7 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check ml_assets ml_assets_tests bench
+	$(BIN)/ruff check ml_assets ml_assets_tests bench docs
 
 # Scoring throughput: the model wrapper and pyfunc on 200,000 rows, then one daily partition of
 # SCORE_ROWS rows scored through the champion alias by the real predictions asset
@@ -59,11 +61,25 @@ bench-scale: $(STAMP)
 
 # MLflow's UI with one worker and without its GenAI job runner (huey consumers), which model
 # training does not use: 2 processes and ~0.5 GB instead of 15 and ~3 GB idle.
+MLFLOW_UI := MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui \
+  --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000 --workers 1
+DAGSTER_UI := $(BIN)/dagster dev -m ml_assets.definitions -h 127.0.0.1 -p 3000
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
-	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) \
-	  --host 127.0.0.1 --port 5000 --workers 1 & \
-	  mlflow_pid=$$!; trap "kill $$mlflow_pid" EXIT INT TERM; \
-	  $(BIN)/dagster dev -m ml_assets.definitions -h 127.0.0.1 -p 3000
+	$(MLFLOW_UI) & mlflow_pid=$$!; trap "kill $$mlflow_pid" EXIT INT TERM; $(DAGSTER_UI)
+
+# PNGs of both UIs after `make demo`, under docs/screenshots/ (shown in the README): Debian's
+# Chromium driven headless by Playwright (docs/screenshots.py), against the UIs of `make ui`,
+# started here (and stopped after) unless they already answer.
+screenshots: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	command -v chromium > /dev/null || { echo "needs Debian's Chromium: apt-get install -y chromium"; exit 1; }
+	$(BIN)/python -c 'import playwright' 2> /dev/null || $(BIN)/pip install --quiet -e '.[screenshots]'
+	if curl -sf -o /dev/null http://127.0.0.1:3000/server_info; then $(BIN)/python docs/screenshots.py; \
+	else \
+	  $(MLFLOW_UI) > $(DAGSTER_HOME)/mlflow_ui.log 2>&1 & mlflow_pid=$$!; \
+	  $(DAGSTER_UI) > $(DAGSTER_HOME)/dagster_ui.log 2>&1 & dagster_pid=$$!; \
+	  trap "kill -INT $$dagster_pid; kill $$mlflow_pid; wait" EXIT INT TERM; \
+	  $(BIN)/python docs/screenshots.py; \
+	fi
 
 clean:
 	rm -rf $(VENV) .dagster_home .bench mlflow.db mlartifacts data/*/

@@ -2,18 +2,25 @@
 
 ``python -m ml_assets.cli summary``   the per-spec outcome (champion or why not)
 ``python -m ml_assets.cli stream``    write days of the synthetic churn stream into data/
+                                      (``--next``: the day after the newest file)
 ``python -m ml_assets.cli simulate``  let days arrive: score, monitor, retrain on drift
+
+The stream's day 0 is its earliest file in the incoming folder; a new stream (``--restart``)
+starts ``DEMO_DAYS`` days before today, so the demo's days end yesterday and today's file is
+the next to arrive, for the daemon under ``make ui`` to score.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import sys
 from pathlib import Path
 
 from mlflow import MlflowClient
 
+from ml_assets.defs.evaluation import REPORT_ARTIFACT
 from ml_assets.defs.resources import ArtifactStore, default_data_dir, default_tracking_uri
 from ml_assets.lib import names
 from ml_assets.lib.churn import ChurnStream
@@ -44,6 +51,9 @@ def spec_summary(spec: MLSpec, tracker: Tracker) -> list[str]:
             f"{spec.name}: v{latest.version} ({tags.get(names.MODEL_NAME_TAG)}) NOT PROMOTED, "
             f"{stays}. Why: {tags.get(names.GATE_REASONS_TAG, 'gate not applied')}"
         )
+    report_url = tracker.artifact_url(
+        _mlflow_ui(), run.info.experiment_id, run.info.run_id, REPORT_ARTIFACT
+    )
     lines = [
         head,
         f"  test {p}: {m.get(f'test_{p}', float('nan')):.4f} "
@@ -52,7 +62,7 @@ def spec_summary(spec: MLSpec, tracker: Tracker) -> list[str]:
         f"{m.get(f'test_{p}_ci_upper', float('nan')):.4f}]",
         f"  best baseline ({tags.get(names.BEST_BASELINE_TAG)}) test {p}: "
         f"{m.get(f'baseline_test_{p}', float('nan')):.4f}",
-        f"  report: {tags.get(names.REPORT_PATH_TAG)}",
+        f"  report: {report_url} (under `make ui`; file {tags.get(names.REPORT_PATH_TAG)})",
         f"  registry: {f'models:/{spec.name}@{CHAMPION_ALIAS}' if champion else 'no champion'}; "
         f"data {tags.get(names.DATA_FINGERPRINT_TAG)}, code {tags.get(names.CODE_VERSION_TAG)}",
     ]
@@ -60,6 +70,10 @@ def spec_summary(spec: MLSpec, tracker: Tracker) -> list[str]:
     if spec.task == "forecasting" and forecast.exists():
         lines.append(f"  next {spec.forecast.horizon if spec.forecast else ''} periods: {forecast}")
     return lines
+
+
+def _mlflow_ui() -> str:
+    return os.environ.get("ML_ASSETS_MLFLOW_UI", "http://127.0.0.1:5000")
 
 
 def _incoming_dir(spec_name: str) -> Path:
@@ -71,22 +85,65 @@ def _incoming_dir(spec_name: str) -> Path:
     return Path(store.incoming_dir(spec.name, spec.monitoring.incoming))
 
 
-def _stream(args: argparse.Namespace) -> ChurnStream:
+DEMO_DAYS = 30  # make demo: 14 days to train on, then 16 arriving one by one
+
+
+def _today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+def _stream(args: argparse.Namespace, start: dt.date) -> ChurnStream:
     return ChurnStream(
+        start=start,
         customers_per_day=args.customers,
         seed=args.seed,
         drift_day=args.drift_day if args.drift_day >= 0 else None,
     )
 
 
+def _existing_start(incoming: Path) -> dt.date:
+    files = day_files(incoming)
+    if not files:
+        raise SystemExit(
+            f"no daily files in {incoming}: write the stream first, e.g. "
+            "`python -m ml_assets.cli stream --days 14 --restart`"
+        )
+    return next(iter(files))
+
+
+def _not_after_today(stream: ChurnStream, index: int) -> None:
+    if stream.day(index) > _today():
+        raise SystemExit(
+            f"day {index} of the stream is {stream.day(index)}, after today ({_today()}): its "
+            "daily partition does not exist until then; the stream is written up to today"
+        )
+
+
 def stream_command(args: argparse.Namespace) -> int:
-    """Write days [0, --days) of the stream; --restart first removes the folder's day files."""
+    """Write days [0, --days) of the stream, or with --next the day after the newest file;
+    --restart first removes the folder's day files."""
     incoming = _incoming_dir(args.spec)
     if args.restart:
         for old in day_files(incoming).values():
             old.unlink()
-    paths = _stream(args).write(incoming, range(args.days))
-    sys.stdout.write(f"wrote {len(paths)} daily files to {incoming} ({paths[0].stem} ..)\n")
+    existing = day_files(incoming)
+    if args.next:
+        start = _existing_start(incoming)
+        index = (max(existing) - start).days + 1
+        days = range(index, index + 1)
+    else:
+        start = args.start or (
+            next(iter(existing)) if existing else _today() - dt.timedelta(days=DEMO_DAYS)
+        )
+        days = range(args.days)
+    stream = _stream(args, start)
+    _not_after_today(stream, days[-1])
+    paths = stream.write(incoming, days)
+    drifted = " (drifted)" if stream.drifted(days[-1]) else ""
+    sys.stdout.write(
+        f"wrote {len(paths)} daily file(s) to {incoming}: {paths[0].stem} .. {paths[-1].stem}"
+        f"{drifted}\n"
+    )
     return 0
 
 
@@ -97,11 +154,14 @@ def simulate_command(args: argparse.Namespace) -> int:
     from ml_assets.definitions import defs
     from ml_assets.defs.simulation import simulate
 
+    incoming = _incoming_dir(args.spec)
+    stream = _stream(args, _existing_start(incoming))
+    _not_after_today(stream, args.to_day - 1)
     out = simulate(
         defs,
         DagsterInstance.get(),
-        _stream(args),
-        _incoming_dir(args.spec),
+        stream,
+        incoming,
         range(args.from_day, args.to_day),
         spec=args.spec,
         weekly_retrain=not args.no_weekly,
@@ -145,6 +205,14 @@ def _parser() -> argparse.ArgumentParser:
     stream = commands.choices["stream"]
     stream.add_argument("--days", type=_positive, default=14)
     stream.add_argument("--restart", action="store_true", help="remove existing day files first")
+    stream.add_argument(
+        "--start",
+        type=dt.date.fromisoformat,
+        help=f"day 0 (default: the earliest file, or {DEMO_DAYS} days before today)",
+    )
+    stream.add_argument(
+        "--next", action="store_true", help="write only the day after the newest file"
+    )
     simulate = commands.choices["simulate"]
     simulate.add_argument("--from-day", type=int, default=14)
     simulate.add_argument("--to-day", type=int, default=30)

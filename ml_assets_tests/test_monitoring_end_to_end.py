@@ -47,7 +47,10 @@ def test_drift_is_detected_retraining_runs_once_and_the_gate_decides(home: Path)
     for feature in ("usage_hours", "support_contacts", "billing"):
         assert feature in drifted.drift["drifted_features"]
     assert float(drifted.drift["prediction_psi"]) > 0.2
-    assert Path(str(drifted.drift["drift_plot"])).read_text().count("data:image/png") == 1
+    page = Path(str(drifted.drift["drift_page_file"])).read_text()
+    assert page.count("data:image/png") == 1
+    assert "Retraining recommended" in page and str(drifted.drift["realized_roc_auc_ci"]) in page
+    assert "/artifactPath/drift_report.html" in str(drifted.drift["drift_page"])
     assert [r.run_key for r in sim.requests] == ["churn:drift:2026-01-21"]
     tags = sim.requests[0].tags
     assert tags["ml_assets/trigger"] == "drift" and tags["ml_assets/window_end"] == "2026-01-21"
@@ -113,6 +116,16 @@ def test_drift_is_detected_retraining_runs_once_and_the_gate_decides(home: Path)
         )
     )
     assert handover.run_requests == [] and "cooldown" in (handover.skip_message or "")
+    arrival = defs.resolve_sensor_def("score_churn_on_arrival")
+    idle = arrival.evaluate_tick(
+        dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)
+    )
+    assert idle.run_requests == []
+    assert "every day up to 2026-01-30 is scored" in (idle.skip_message or "")
+    # The loop's runs carry the run keys the daemon checks before launching a request.
+    keys = {r.tags.get("dagster/run_key") for r in instance.get_runs()}
+    assert "churn:drift:2026-01-21" in keys
+    assert any(str(k).startswith("churn:score:2026-01-30:") for k in keys)
 
     scored = pl.read_parquet(home / "data" / "churn" / "predictions" / "2026-01-30.parquet")
     assert scored.height == 1000 and scored["model_version"].unique().to_list() == [

@@ -27,6 +27,8 @@ from ml_assets.lib.spec import MLSpec
 from ml_assets.lib.tasks import task_for
 from ml_assets.lib.tracking import ChampionLoadError, Tracker, code_version
 
+REPORT_ARTIFACT = "evaluation_report.html"
+
 
 def _champion_for_comparison(
     spec: MLSpec,
@@ -127,7 +129,13 @@ def evaluation_asset(spec: MLSpec) -> dg.AssetsDefinition:
             spec.split_strategy,
             _split_rows(context, spec, test.height),
         )
-        html = report_lib.render_html(ev, decision, lineage)
+        run_url = tracker.run_url(
+            mlflow.ui_url, selected.logged.experiment_id, selected.logged.run_id
+        )
+        dagster_url = f"{mlflow.dagster_ui_url.rstrip('/')}/runs/{context.run_id}"
+        html = report_lib.render_html(
+            ev, decision, lineage, {"MLflow run": run_url, "Dagster run": dagster_url}
+        )
         path = artifacts.report_path(spec.name, context.run_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(html)
@@ -142,12 +150,14 @@ def evaluation_asset(spec: MLSpec) -> dg.AssetsDefinition:
                 "gate_passed": str(decision.promote),
                 REPORT_PATH_TAG: str(path),
             },
-            files={"evaluation_report.html": html, "model_card.md": card},
+            files={REPORT_ARTIFACT: html, "model_card.md": card},
         )
         outcome = gate_lib.EvaluationOutcome(
             ev, decision, lineage, selected, champion_version, str(path), card
         )
-        url = tracker.run_url(mlflow.ui_url, selected.logged.experiment_id, selected.logged.run_id)
+        report_url = tracker.artifact_url(
+            mlflow.ui_url, selected.logged.experiment_id, selected.logged.run_id, REPORT_ARTIFACT
+        )
         return dg.Output(
             outcome,
             metadata={
@@ -163,8 +173,10 @@ def evaluation_asset(spec: MLSpec) -> dg.AssetsDefinition:
                 else "no champion compared",
                 "gate": dg.MetadataValue.md(decision.markdown()),
                 "gate_passed": decision.promote,
-                "report": dg.MetadataValue.path(str(path)),
-                "mlflow_run": dg.MetadataValue.url(url),
+                # Opens in the MLflow UI's artifact view; the file itself is beside the data.
+                "report": dg.MetadataValue.url(report_url),
+                "report_file": dg.MetadataValue.path(str(path)),
+                "mlflow_run": dg.MetadataValue.url(run_url),
                 "data_fingerprint": lineage.data_fingerprint,
                 "test_fingerprint": ev.test_fingerprint,
                 "code_version": lineage.code_version,

@@ -1,5 +1,6 @@
 """Monitoring stage: the daily drift report against the champion's training reference, the
-hourly scoring schedule, the drift-triggered retraining sensor and the weekly safety net."""
+sensor that scores each day's file as it arrives, the drift-triggered retraining sensor and
+the weekly safety net."""
 
 import datetime as dt
 import json
@@ -10,7 +11,8 @@ import polars as pl
 
 from ml_assets.defs.resources import ArtifactStore, MlflowResource
 from ml_assets.defs.scoring import predictions_asset
-from ml_assets.defs.shared import key
+from ml_assets.defs.shared import daily_partitions, key, monitoring_start
+from ml_assets.lib import data as data_lib
 from ml_assets.lib import drift as drift_lib
 from ml_assets.lib import evaluation as eval_lib
 from ml_assets.lib import names
@@ -21,9 +23,11 @@ from ml_assets.lib.names import PARTITION_TAG, TRIGGER_TAG, WINDOW_END_TAG
 from ml_assets.lib.spec import MLSpec
 from ml_assets.lib.tracking import REFERENCE_DIR
 
+DRIFT_ARTIFACT = "drift_report.html"
+
 
 def monitoring_defs(spec: MLSpec, train_job: Any) -> dg.Definitions:
-    """Daily scoring and drift assets, their job and schedule, the drift sensor and the weekly
+    """Daily scoring and drift assets, their job and arrival sensor, the drift sensor and the weekly
     retraining schedule; empty for a spec without a ``monitoring`` section."""
     monitoring = spec.monitoring
     if monitoring is None:
@@ -44,8 +48,8 @@ def monitoring_defs(spec: MLSpec, train_job: Any) -> dg.Definitions:
     return dg.Definitions(
         assets=[predictions_asset(spec), _drift_report(spec)],
         jobs=[score_job],
-        schedules=[weekly, _daily_scoring(spec, score_job)],
-        sensors=[_retrain_on_drift(spec)],
+        schedules=[weekly],
+        sensors=[_score_on_arrival(spec, score_job), _retrain_on_drift(spec)],
     )
 
 
@@ -62,7 +66,7 @@ def _drift_report(spec: MLSpec) -> dg.AssetsDefinition:
         key=key(spec, "drift_report"),
         group_name=spec.name,
         kinds={"polars", "mlflow"},
-        partitions_def=dg.DailyPartitionsDefinition(start_date=monitoring.start_date.isoformat()),
+        partitions_def=daily_partitions(spec),
         ins={"predictions": dg.AssetIn(key(spec, "predictions"))},
         description="The day's rows against the champion's training reference: PSI and KS / "
         "chi-squared per feature, prediction drift, missing rates, realized performance",
@@ -109,27 +113,49 @@ def _drift_report(spec: MLSpec) -> dg.AssetsDefinition:
             monitoring.max_drifted_share,
             monitoring.max_psi,
         )
+        dagster_url = f"{mlflow.dagster_ui_url.rstrip('/')}/runs/{context.run_id}"
+        page = report_lib.render_drift_html(
+            f"Drift report: {spec.name} {day} (model v{scored_by.version})",
+            result,
+            table,
+            reference,
+            predictions,
+            scores,
+            metric.name,
+            {"Dagster run": dagster_url},
+        )
         plot = artifacts.drift_plot_path(spec.name, day)
         plot.parent.mkdir(parents=True, exist_ok=True)
-        plot.write_text(
-            report_lib.render_drift_html(
-                f"Drift report: {spec.name} {day} (model v{scored_by.version})",
-                result,
-                table,
-                reference,
-                predictions,
-                scores,
-            )
+        plot.write_text(page)
+        summary = result.summary(scored_by.version)
+        realized = result.realized
+        experiment, run_id = tracker.log_monitoring(
+            f"{spec.name}-monitoring",
+            f"{spec.name} · drift · {day} · v{scored_by.version}",
+            result.metrics(metric.name),
+            {
+                "spec": spec.name,
+                "day": day,
+                "model_version": scored_by.version,
+                "retrain_recommended": str(result.retrain),
+                "reasons": str(summary["reasons"])[:5000],
+                "dagster_run_url": dagster_url,
+                "mlflow.note.content": f"Drift report of Dagster run [{context.run_id}]"
+                f"({dagster_url}) for {spec.name} on {day}.",
+            },
+            {DRIFT_ARTIFACT: page},
         )
+        page_url = tracker.artifact_url(mlflow.ui_url, experiment, run_id, DRIFT_ARTIFACT)
         if result.retrain:
             context.log.warning(f"'{spec.name}' {day}: retraining recommended: {result.reasons}")
-        realized = result.realized
         return dg.Output(
             table.with_columns(pl.lit(scored_by.version).alias("model_version")),
             metadata={
-                **result.summary(scored_by.version),  # what the retraining sensor reads back
+                **summary,  # what the retraining sensor reads back
                 "features_by_drift": dg.MetadataValue.md(report_lib.markdown_table(table)),
-                "drift_plot": dg.MetadataValue.path(str(plot)),
+                # Opens in the MLflow UI's artifact view; the file itself is beside the data.
+                "drift_page": dg.MetadataValue.url(page_url),
+                "drift_page_file": dg.MetadataValue.path(str(plot)),
                 f"realized_{metric.name}": round(realized.value, 4) if realized else float("nan"),
                 f"realized_{metric.name}_ci": realized.fmt() if realized else "no labels yet",
                 "champion_test_ci": f"[{champion_ci[0]:.4f}, {champion_ci[1]:.4f}]"
@@ -144,43 +170,61 @@ def _drift_report(spec: MLSpec) -> dg.AssetsDefinition:
 SCORING_LOOKBACK_DAYS = 7
 
 
-def _daily_scoring(spec: MLSpec, job: Any) -> dg.ScheduleDefinition:
-    """Every hour, score and monitor each of the last days whose incoming file has arrived and
-    whose partition is not scored yet (oldest first); a late file is picked up on the next tick.
-    Run keys keep a day from being launched twice."""
+def _score_on_arrival(spec: MLSpec, job: Any) -> dg.SensorDefinition:
+    """Scores and monitors each day whose file has arrived in the incoming folder and was not
+    scored since it was written, among the newest days (oldest first); a late file is picked
+    up, and a replaced one scored again. Run keys keep one file from being launched twice."""
     monitoring = spec.monitoring
     assert monitoring is not None
     scored_key = key(spec, "predictions")
+    start = monitoring_start(spec)
 
-    @dg.schedule(
-        name=names.scoring_schedule(spec.name),
+    @dg.sensor(
+        name=names.scoring_sensor(spec.name),
         job=job,
-        cron_schedule="0 * * * *",
-        default_status=dg.DefaultScheduleStatus.RUNNING,
-        description=f"Hourly: score and report drift for each of the last "
-        f"{SCORING_LOOKBACK_DAYS} days of '{spec.name}' whose file has arrived",
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Score and report drift for each day of '{spec.name}' whose file arrives "
+        f"in {monitoring.incoming}/ (the newest {SCORING_LOOKBACK_DAYS} days)",
     )
-    def daily_scoring(context: dg.ScheduleEvaluationContext, artifacts: ArtifactStore) -> Any:
-        now = context.scheduled_execution_time or dt.datetime.now(dt.UTC)
-        scored = context.instance.get_materialized_partitions(scored_key)
-        days = [now.date() - dt.timedelta(days=n) for n in range(SCORING_LOOKBACK_DAYS, 0, -1)]
-        due = [d.isoformat() for d in days if d >= monitoring.start_date]
-        requests = [
-            dg.RunRequest(run_key=f"{spec.name}:score:{day}", partition_key=day)
-            for day in due
-            if day not in scored
-            and artifacts.incoming_path(spec.name, monitoring.incoming, day).exists()
-        ]
-        if requests:
-            return requests
-        if not due:
-            return dg.SkipReason(f"no day since monitoring.start_date {monitoring.start_date} yet")
-        latest = artifacts.incoming_path(spec.name, monitoring.incoming, due[-1])
-        if due[-1] in scored:
-            return dg.SkipReason(f"every day up to {due[-1]} with a file is scored")
-        return dg.SkipReason(f"nothing new to score: waiting for {due[-1]} at {latest}")
+    def score_on_arrival(context: dg.SensorEvaluationContext, artifacts: ArtifactStore) -> Any:
+        incoming = artifacts.incoming_dir(spec.name, monitoring.incoming)
+        arrived = {d: p.stat().st_mtime for d, p in data_lib.day_files(incoming).items()}
+        window = sorted(arrived)[-SCORING_LOOKBACK_DAYS:]
+        records = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(scored_key, asset_partitions=[d.isoformat() for d in window]),
+            limit=100,
+        ).records
+        scored_at: dict[dt.date, float] = {}
+        for record in records:
+            day = dt.date.fromisoformat(str(record.partition_key))
+            scored_at[day] = max(scored_at.get(day, 0.0), record.timestamp)
+        today = dt.datetime.now(dt.UTC).date()
+        plan = data_lib.days_to_score(arrived, scored_at, start, today, SCORING_LOOKBACK_DAYS)
+        if plan.due:
+            return [
+                dg.RunRequest(
+                    run_key=f"{spec.name}:score:{d.isoformat()}:{arrived[d]:.0f}",
+                    partition_key=d.isoformat(),
+                )
+                for d in plan.due
+            ]
+        ahead = (
+            f"; {', '.join(d.isoformat() for d in plan.ahead)} arrived ahead of its day and is "
+            "scored once that day comes"
+            if plan.ahead
+            else ""
+        )
+        if plan.newest is None:
+            return dg.SkipReason(f"no daily file in {incoming} yet{ahead}")
+        waiting = plan.newest + dt.timedelta(days=1)
+        return dg.SkipReason(
+            f"every day up to {plan.newest} is scored; waiting for "
+            f"{artifacts.incoming_path(spec.name, monitoring.incoming, waiting.isoformat())}"
+            + ahead
+        )
 
-    return daily_scoring
+    return score_on_arrival
 
 
 def _retrain_on_drift(spec: MLSpec) -> dg.SensorDefinition:
@@ -194,7 +238,7 @@ def _retrain_on_drift(spec: MLSpec) -> dg.SensorDefinition:
         name=names.drift_sensor(spec.name),
         job_name=names.train_job(spec.name),
         default_status=dg.DefaultSensorStatus.RUNNING,
-        minimum_interval_seconds=60,
+        minimum_interval_seconds=30,
         description=f"Retrain '{spec.name}' when a daily drift report passes the spec's thresholds",
     )
     def retrain_on_drift(context: dg.SensorEvaluationContext, mlflow: MlflowResource) -> Any:

@@ -7,7 +7,7 @@ import dagster as dg
 import polars as pl
 
 from ml_assets.defs.resources import ArtifactStore, MlflowResource
-from ml_assets.defs.shared import ALL_SPLITS, key
+from ml_assets.defs.shared import ALL_SPLITS, daily_partitions, key
 from ml_assets.lib import data as data_lib
 from ml_assets.lib import forecasters as fc_lib
 from ml_assets.lib import report as report_lib
@@ -23,7 +23,7 @@ def predictions_asset(spec: MLSpec) -> dg.AssetsDefinition:
         key=key(spec, "predictions"),
         group_name=spec.name,
         kinds={"polars", "mlflow"},
-        partitions_def=dg.DailyPartitionsDefinition(start_date=monitoring.start_date.isoformat()),
+        partitions_def=daily_partitions(spec),
         deps=[key(spec, "champion_model")],
         description=f"Each day's incoming rows scored by models:/{spec.name}@champion (the "
         "registered alias, never the newest file); the model version is recorded per row",

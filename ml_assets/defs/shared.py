@@ -1,11 +1,13 @@
 """What the stage modules share: asset keys, split-filtered inputs, check results, lineage."""
 
+import datetime as dt
 from typing import Any
 
 import dagster as dg
 import polars as pl
 
-from ml_assets.defs.resources import SPLITS_METADATA_KEY
+from ml_assets.defs.resources import SPLITS_METADATA_KEY, ArtifactStore, default_data_dir
+from ml_assets.lib import data as data_lib
 from ml_assets.lib import report as report_lib
 from ml_assets.lib import validation as val_lib
 from ml_assets.lib.names import CODE_VERSION_TAG, DATA_FINGERPRINT_TAG, SPEC_DIGEST_TAG
@@ -21,6 +23,25 @@ ALL_SPLITS = {SPLITS_METADATA_KEY: ["train", "validation", "test"]}
 def key(spec: MLSpec, stage: str) -> dg.AssetKey:
     """Every asset of a spec is keyed ``<spec>/<stage>``."""
     return dg.AssetKey([spec.name, stage])
+
+
+def monitoring_start(spec: MLSpec) -> dt.date:
+    """The first daily partition: ``monitoring.start_date``, else the earliest file in the
+    incoming folder now (the definitions load again when the stream restarts), else today."""
+    assert spec.monitoring is not None
+    if spec.monitoring.start_date is not None:
+        return spec.monitoring.start_date
+    incoming = ArtifactStore(base_dir=default_data_dir()).incoming_dir(
+        spec.name, spec.monitoring.incoming
+    )
+    days = data_lib.day_files(incoming)
+    return next(iter(days), dt.datetime.now(dt.UTC).date())
+
+
+def daily_partitions(spec: MLSpec) -> dg.DailyPartitionsDefinition:
+    """One partition per day up to and including today: a day's file is that day's snapshot,
+    scored as soon as it arrives."""
+    return dg.DailyPartitionsDefinition(start_date=monitoring_start(spec).isoformat(), end_offset=1)
 
 
 def train_inputs(spec: MLSpec) -> dict[str, dg.AssetIn]:

@@ -1,9 +1,11 @@
 """A compressed run of the production loop on the synthetic churn stream.
 
-Days arrive one at a time. Each day the real ``score_<spec>`` job materializes that day's
-``predictions`` and ``drift_report`` partitions, then the real ``retrain_<spec>_on_drift`` sensor
-is evaluated against the same instance, and any run it requests is executed as ``train_<spec>``
-with the request's tags, exactly as the daemon would launch it. At the end, the real weekly
+Days arrive one at a time. Each day the real ``score_<spec>_on_arrival`` sensor is evaluated
+and the ``score_<spec>`` runs it requests materialize the day's ``predictions`` and
+``drift_report`` partitions; then the real ``retrain_<spec>_on_drift`` sensor is evaluated
+against the same instance, and any run it requests is executed as ``train_<spec>``. Every run
+carries the request's tags, run key and sensor name, as the daemon launches it, so a daemon
+that takes over afterwards launches none of them again. At the end, the real weekly
 safety-net schedule is evaluated and its run executed. Used by ``make demo`` and the
 end-to-end monitoring test; under ``dagster dev`` the daemon plays this role.
 """
@@ -83,6 +85,48 @@ def _train(
     }
 
 
+def _launch_tags(sensor: dg.SensorDefinition, request: dg.RunRequest) -> dict[str, str]:
+    """The tags of a run the daemon launches for ``request``."""
+    return {
+        **dict(request.tags),
+        names.DAGSTER_RUN_KEY_TAG: str(request.run_key),
+        names.DAGSTER_SENSOR_TAG: sensor.name,
+    }
+
+
+def _score(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    arrival: dg.SensorDefinition,
+    spec: str,
+    day: str,
+    log_level: str,
+) -> dg.ExecuteInProcessResult:
+    """Evaluate the arrival sensor and run the scoring it requests; the result for ``day``."""
+    tick = arrival.evaluate_tick(
+        dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)
+    )
+    runs = {}
+    for request in tick.run_requests or []:
+        partition = str(request.partition_key)
+        runs[partition] = defs.resolve_job_def(names.score_job(spec)).execute_in_process(
+            instance=instance,
+            partition_key=partition,
+            tags=_launch_tags(arrival, request),
+            raise_on_error=False,
+            run_config=_quiet(log_level),
+        )
+        if not runs[partition].success:
+            raise RuntimeError(
+                f"{names.score_job(spec)} failed for {partition} (run {runs[partition].run_id})"
+            )
+    if day not in runs:
+        raise RuntimeError(
+            f"{arrival.name} did not request {day} after its file arrived: {tick.skip_message}"
+        )
+    return runs[day]
+
+
 def _line(outcome: DayOutcome) -> str:
     d = outcome.drift
     realized = next(
@@ -129,21 +173,14 @@ def simulate(
 ) -> Simulation:
     """Let ``days`` of ``stream`` arrive in ``incoming`` one by one, scoring, monitoring and
     retraining as the definitions' own job, sensor and schedule decide."""
-    score_job = defs.resolve_job_def(names.score_job(spec))
+    arrival = defs.resolve_sensor_def(names.scoring_sensor(spec))
     sensor = defs.resolve_sensor_def(names.drift_sensor(spec))
     cursor: str | None = None
     out = Simulation()
     for index in days:
         stream.write(incoming, range(index, index + 1))
         day = stream.day(index).isoformat()
-        scored = score_job.execute_in_process(
-            instance=instance,
-            partition_key=day,
-            raise_on_error=False,
-            run_config=_quiet(log_level),
-        )
-        if not scored.success:
-            raise RuntimeError(f"{names.score_job(spec)} failed for {day} (run {scored.run_id})")
+        scored = _score(defs, instance, arrival, spec, day, log_level)
         tick = sensor.evaluate_tick(
             dg.build_sensor_context(
                 instance=instance, cursor=cursor, definitions=defs, resources=defs.resources
@@ -151,7 +188,11 @@ def simulate(
         )
         cursor = out.cursor = tick.cursor or cursor
         request = tick.run_requests[0] if tick.run_requests else None
-        retrain = _train(defs, instance, spec, dict(request.tags), log_level) if request else None
+        retrain = (
+            _train(defs, instance, spec, _launch_tags(sensor, request), log_level)
+            if request
+            else None
+        )
         message = (
             f"requested {names.train_job(spec)} (run key {request.run_key})"
             if request

@@ -82,6 +82,32 @@ def day_files(directory: Path) -> dict[dt.date, Path]:
     return dict(sorted(found.items()))
 
 
+@dataclass(frozen=True)
+class ScoringPlan:
+    """Which daily files to score now, oldest first, and what the others wait for."""
+
+    due: list[dt.date]
+    ahead: list[dt.date]  # files dated after today: their partition does not exist yet
+    newest: dt.date | None  # the newest day with a file, up to today
+
+
+def days_to_score(
+    arrived: dict[dt.date, float],
+    scored_at: dict[dt.date, float],
+    start: dt.date,
+    today: dt.date,
+    lookback: int,
+) -> ScoringPlan:
+    """Days among the ``lookback`` newest (up to the newest file) whose file has arrived
+    (``arrived``: day -> file time) and was not scored since (``scored_at``: day -> time of the
+    latest scoring): a file replaced after scoring, e.g. once labels are known, is due again."""
+    present = sorted(d for d in arrived if start <= d <= today)
+    newest = present[-1] if present else None
+    window = [d for d in present if newest is not None and (newest - d).days < lookback]
+    due = [d for d in window if d not in scored_at or arrived[d] > scored_at[d]]
+    return ScoringPlan(due, sorted(d for d in arrived if d > today), newest)
+
+
 def recent_window(
     spec: MLSpec, available: list[dt.date], end: dt.date | None, where: str
 ) -> DayWindow:

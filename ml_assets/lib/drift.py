@@ -114,6 +114,21 @@ class DriftVerdict:
     def retrain(self) -> bool:
         return bool(self.reasons)
 
+    def metrics(self, metric: str) -> dict[str, float]:
+        """The verdict's numbers, as a monitoring run logs them (``metric``: the primary)."""
+        out = {
+            "max_psi": self.max_psi,
+            "drifted_share": self.drifted_share,
+            "prediction_psi": self.prediction_psi,
+        }
+        if self.realized is not None:
+            out |= {
+                f"realized_{metric}": self.realized.value,
+                f"realized_{metric}_ci_lower": self.realized.lower,
+                f"realized_{metric}_ci_upper": self.realized.upper,
+            }
+        return {k: float(v) for k, v in out.items()}
+
     def summary(self, model_version: str) -> dict[str, object]:
         """The plain values a drift report records and ``RetrainSignal`` reads back."""
         return {

@@ -10,7 +10,7 @@ import polars as pl
 
 from ml_assets.lib import intervals
 from ml_assets.lib.data import fingerprint
-from ml_assets.lib.metrics import Estimate, Metric, get_metric, score
+from ml_assets.lib.metrics import Estimate, Metric, get_metric
 from ml_assets.lib.models import Model, encode_target
 from ml_assets.lib.spec import MLSpec
 
@@ -43,7 +43,10 @@ class Evaluation:
     vs_baseline: Estimate
     champion: Scored | None = None
     vs_champion: Estimate | None = None
+    # Segments (the spec's segment_columns, or predicted quartiles for regression) with the
+    # primary metric and its CI per model, or backtest folds for forecasting.
     per_group: pl.DataFrame = field(default_factory=pl.DataFrame)
+    per_class: pl.DataFrame | None = None  # precision, recall, F1 and support per class
     calibration: pl.DataFrame | None = None
     residuals: dict[str, float] | None = None
     importance: pl.DataFrame | None = None
@@ -167,6 +170,7 @@ def evaluate(
         champ,
         paired(champ) if champ else None,
         per_group_metrics(spec, test, y, cand, ref),
+        per_class_metrics(y, cand.labels) if cand.labels is not None else None,
         calibration_table(y, cand.scores, cfg.calibration_bins)
         if spec.task == "classification"
         else None,
@@ -193,44 +197,65 @@ def diagnostic_sample(rows: int, limit: int, seed: int) -> np.ndarray | None:
     return np.sort(np.random.default_rng([seed, 2]).choice(rows, size=limit, replace=False))
 
 
+def per_class_metrics(y: np.ndarray, labels: np.ndarray) -> pl.DataFrame:
+    """Precision, recall, F1 and support of each class at the decision threshold."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    p, r, f, n = precision_recall_fscore_support(y, labels, labels=[0, 1], zero_division=0)
+    return pl.DataFrame(
+        {
+            "class": ["negative", "positive"],
+            "rows": [int(v) for v in n],
+            "precision": [float(v) for v in p],
+            "recall": [float(v) for v in r],
+            "f1": [float(v) for v in f],
+        }
+    )
+
+
 def per_group_metrics(
     spec: MLSpec, test: pl.DataFrame, y: np.ndarray, cand: Scored, ref: Scored
 ) -> pl.DataFrame:
-    """Per-class precision/recall/F1 for classifiers; per-segment primary metric for all."""
-    from sklearn.metrics import precision_recall_fscore_support
-
-    rows: list[dict[str, object]] = []
-    if spec.task == "classification" and cand.labels is not None:
-        p, r, f, n = precision_recall_fscore_support(y, cand.labels, labels=[0, 1], zero_division=0)
-        for i, cls in enumerate(("negative", "positive")):
-            rows.append(
-                {
-                    "group": "class",
-                    "value": cls,
-                    "rows": int(n[i]),
-                    "precision": float(p[i]),
-                    "recall": float(r[i]),
-                    "f1": float(f[i]),
-                }
-            )
+    """The primary metric with its CI for the candidate and the best baseline, and the paired
+    improvement, in each segment: each value of the spec's segment columns (for regression
+    without any, each quartile of the prediction). A segment where the metric is undefined
+    (one class only, for a ranking metric) has NaN and says why in ``note``."""
     segments = {c: test[c].to_numpy() for c in spec.evaluation.segment_columns}
     if spec.task == "regression" and not segments:
         quartile = np.searchsorted(
             np.quantile(cand.scores, [0.25, 0.5, 0.75]), cand.scores, side="right"
         )
         segments["predicted_quartile"] = quartile + 1
-    metric = get_metric(spec.primary_metric)
+    metric, cfg = get_metric(spec.primary_metric), spec.evaluation
+    rows: list[dict[str, object]] = []
     for column, values in segments.items():
         for value in sorted(set(values.tolist()), key=str):
             mask = values == value
             row: dict[str, object] = {"group": column, "value": str(value), "rows": int(mask.sum())}
-            if metric.kind != "score" or len(np.unique(y[mask])) > 1:
-                row[f"candidate_{metric.name}"] = score(
-                    metric, y[mask], _pick(metric.kind, cand)[mask]
+            defined = metric.kind != "score" or len(np.unique(y[mask])) > 1
+            new, old = _pick(metric.kind, cand)[mask], _pick(metric.kind, ref)[mask]
+            estimates = {
+                f"candidate_{metric.name}": _ci(spec, metric, y[mask], new) if defined else None,
+                f"baseline_{metric.name}": _ci(spec, metric, y[mask], old) if defined else None,
+                "improvement": intervals.paired_improvement(
+                    metric,
+                    y[mask],
+                    new,
+                    old,
+                    cfg.bootstrap_samples,
+                    cfg.confidence,
+                    spec.split.seed,
+                    cfg.bootstrap_max_rows,
                 )
-                row[f"baseline_{metric.name}"] = score(
-                    metric, y[mask], _pick(metric.kind, ref)[mask]
-                )
+                if defined
+                else None,
+            }
+            for name, estimate in estimates.items():
+                nan = float("nan")
+                row[name] = estimate.value if estimate else nan
+                row[f"{name}_lower"] = estimate.lower if estimate else nan
+                row[f"{name}_upper"] = estimate.upper if estimate else nan
+            row["note"] = "" if defined else f"one class only: {metric.name} undefined"
             rows.append(row)
     return pl.DataFrame(rows) if rows else pl.DataFrame()
 

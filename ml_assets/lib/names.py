@@ -10,6 +10,11 @@ TRIGGER_TAG = "ml_assets/trigger"  # drift or weekly
 PARTITION_TAG = "ml_assets/partition"  # the drifted day that triggered a retraining
 WINDOW_END_TAG = "ml_assets/window_end"  # a recent_days source ends its window on this date
 
+# The tags the Dagster daemon puts on a sensor's runs, and reads back to launch a run key once;
+# the demo's simulation sets them too, so the daemon that takes over repeats none of its runs.
+DAGSTER_RUN_KEY_TAG = "dagster/run_key"
+DAGSTER_SENSOR_TAG = "dagster/sensor_name"
+
 # MLflow tags on a candidate's run and registered version
 PROMOTED_TAG = "promoted"  # "True", "False", or "pending" while the gate is being applied
 GATE_REASONS_TAG = "gate_reasons"
@@ -30,8 +35,8 @@ def score_job(spec: str) -> str:
     return f"score_{spec}"
 
 
-def scoring_schedule(spec: str) -> str:
-    return f"score_{spec}_schedule"
+def scoring_sensor(spec: str) -> str:
+    return f"score_{spec}_on_arrival"
 
 
 def weekly_retrain_schedule(spec: str) -> str:

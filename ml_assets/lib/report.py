@@ -1,169 +1,65 @@
-"""Self-contained HTML evaluation report (plots embedded as PNG) and the model card."""
+"""Self-contained HTML evaluation report and drift page (plots embedded as PNG, links only to
+the MLflow and Dagster runs), and the model card."""
 
 from __future__ import annotations
 
-import base64
+import datetime as dt
 import html
-import io
 
 import numpy as np
 import polars as pl
 
+from ml_assets.lib import plots as plot_lib
 from ml_assets.lib.drift import DriftVerdict
-from ml_assets.lib.evaluation import Evaluation, Lineage, expected_calibration_error
+from ml_assets.lib.evaluation import Evaluation, Lineage
 from ml_assets.lib.gate import GateDecision
+from ml_assets.lib.metrics import Estimate
+
+STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:1100px;margin:1.5em auto;padding:0 1em;"
+    "color:#222}h1{margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}"
+    "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
+    "text-align:left}th{background:#f3f3f3}.meta{color:#555}.meta a{margin-right:1em}"
+    ".verdict{padding:.7em 1em;border-radius:6px;margin:1em 0;font-size:1.05em}"
+    ".good{background:#e6f4ea;border:2px solid #1e8e3e}.bad{background:#fce8e6;"
+    "border:2px solid #d93025}.verdict ul{margin:.3em 0 0}td.pass{color:#1e8e3e;"
+    "font-weight:bold}td.fail{color:#d93025;font-weight:bold}img{max-width:100%}"
+    "details{margin:.5em 0}"
+)
 
 
-def _figure_png(fig: object) -> str:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")  # type: ignore[attr-defined]
-    plt.close(fig)  # type: ignore[arg-type]
-    return base64.b64encode(buffer.getvalue()).decode()
-
-
-def plots(ev: Evaluation) -> dict[str, str]:
-    """Named PNG plots (base64) for the evaluation."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    out: dict[str, str] = {}
-    if ev.task == "classification":
-        out |= _classification_plots(ev)
-    elif ev.task == "forecasting":
-        out |= _forecast_plots(ev)
-    else:
-        out |= _regression_plots(ev)
-    if ev.importance is not None and ev.importance.height:
-        out["Feature importance"] = _importance_plot(ev.importance)
-    return out
-
-
-def _classification_plots(ev: Evaluation) -> dict[str, str]:
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_curve
-
-    models = [ev.candidate, *ev.baselines, *([ev.champion] if ev.champion else [])]
-    fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(11, 4.5))
-    for s in models:
-        fpr, tpr, _ = roc_curve(ev.y_true, s.scores)
-        roc_ax.plot(*_curve(fpr, tpr), label=f"{s.name} ({s.role})")
-        if np.ptp(s.scores) > 0:  # a constant score has no PR curve, only the no-skill level
-            prec, rec, _ = precision_recall_curve(ev.y_true, s.scores)
-            pr_ax.plot(*_curve(rec, prec), label=f"{s.name} ({s.role})")
-    pr_ax.axhline(float(ev.y_true.mean()), color="k", ls=":", lw=0.8, label="no skill (prevalence)")
-    roc_ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-    roc_ax.set(title="ROC (test)", xlabel="false positive rate", ylabel="true positive rate")
-    pr_ax.set(title="Precision-recall (test)", xlabel="recall", ylabel="precision")
-    roc_ax.legend(fontsize=8)
-    pr_ax.legend(fontsize=8)
-    out = {"ROC and precision-recall curves": _figure_png(fig)}
-    if ev.calibration is not None:
-        fig, ax = plt.subplots(figsize=(5, 4.5))
-        ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-        ax.plot(ev.calibration["mean_predicted"], ev.calibration["observed_rate"], "o-")
-        ece = expected_calibration_error(ev.calibration)
-        ax.set(
-            title=f"Calibration, candidate (ECE {ece:.3f})",
-            xlabel="mean predicted",
-            ylabel="observed",
-        )
-        out["Calibration"] = _figure_png(fig)
-    if ev.candidate.labels is not None:
-        cm = confusion_matrix(ev.y_true, ev.candidate.labels, labels=[0, 1])
-        fig, ax = plt.subplots(figsize=(4, 4))
-        ax.imshow(cm, cmap="Blues")
-        for (i, j), v in np.ndenumerate(cm):
-            ax.text(j, i, str(v), ha="center", va="center")
-        ax.set(
-            title="Confusion matrix, candidate",
-            xlabel="predicted",
-            ylabel="actual",
-            xticks=[0, 1],
-            yticks=[0, 1],
-        )
-        out["Confusion matrix"] = _figure_png(fig)
-    return out
-
-
-def _regression_plots(ev: Evaluation) -> dict[str, str]:
-    import matplotlib.pyplot as plt
-
-    pred, y = ev.candidate.scores, ev.y_true
-    residuals = y - pred
-    if ev.diagnostic_sample is not None:
-        pred, y = pred[ev.diagnostic_sample], y[ev.diagnostic_sample]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.5))
-    a.scatter(pred, y, s=6, alpha=0.4)
-    lim = [min(pred.min(), y.min()), max(pred.max(), y.max())]
-    a.plot(lim, lim, "k:", lw=0.8)
-    a.set(title="Actual vs predicted (test)", xlabel="predicted", ylabel="actual")
-    b.scatter(pred, y - pred, s=6, alpha=0.4)
-    b.axhline(0, color="k", lw=0.8)
-    b.set(title="Residuals vs predicted", xlabel="predicted", ylabel="actual - predicted")
-    out = {"Residuals": _figure_png(fig)}
-    fig, ax = plt.subplots(figsize=(5, 4))
-    ax.hist(residuals, bins=50)
-    ax.set(title="Residual distribution", xlabel="actual - predicted")
-    out["Residual distribution"] = _figure_png(fig)
-    return out
-
-
-def _band(ax: object, frame: pl.DataFrame, label: str, color: str) -> None:
-    t = frame["time"].to_list()
-    ax.plot(t, frame["mean"].to_list(), color=color, label=label)  # type: ignore[attr-defined]
-    if not frame["lower"].is_nan().all():
-        ax.fill_between(  # type: ignore[attr-defined]
-            t, frame["lower"].to_list(), frame["upper"].to_list(), color=color, alpha=0.2
-        )
-
-
-def _forecast_plots(ev: Evaluation) -> dict[str, str]:
-    import matplotlib.pyplot as plt
-
-    fd, cand, base = ev.forecast, ev.candidate.name, ev.best_baseline
-    out = {}
-    fig, ax = plt.subplots(figsize=(11, 4.5))
-    tail = fd.history.tail(3 * max(ev.test_rows, 1))
-    ax.plot(tail["time"].to_list(), tail["actual"].to_list(), "k-", lw=0.8, label="history")
-    holdout = fd.holdout.filter(pl.col("model") == cand)
-    ax.plot(holdout["time"].to_list(), holdout["actual"].to_list(), "k.", ms=4, label="actual")
-    _band(ax, holdout, f"{cand} (candidate)", "tab:blue")
-    _band(ax, fd.holdout.filter(pl.col("model") == base), f"{base} (best baseline)", "tab:orange")
-    if ev.champion is not None:
-        _band(ax, fd.holdout.filter(pl.col("model") == ev.champion.name), "champion", "tab:green")
-    ax.set(title=f"Holdout: forecast vs actual ({ev.confidence:.0%} intervals)")
-    ax.legend(fontsize=8)
-    out["Holdout forecast"] = _figure_png(fig)
-    folds = sorted(set(fd.backtests["fold"].to_list()))
-    fig, axes = plt.subplots(len(folds), 1, figsize=(11, 2.6 * len(folds)), squeeze=False)
-    for ax, fold in zip(axes[:, 0], folds, strict=True):
-        part = fd.backtests.filter((pl.col("fold") == fold) & (pl.col("model") == cand))
-        ax.plot(part["time"].to_list(), part["actual"].to_list(), "k.", ms=3, label="actual")
-        _band(ax, part, cand, "tab:blue")
-        ax.set(title=f"Backtest fold {fold}")
-    out["Backtest folds"] = _figure_png(fig)
-    fig, ax = plt.subplots(figsize=(8, 4))
-    for name in (cand, base):
-        part = fd.step_errors.filter(pl.col("model") == name)
-        ax.plot(part["step"].to_list(), part["abs_error"].to_list(), label=name)
-    ax.set(title="Mean absolute error by horizon step (folds + holdout)", xlabel="step")
-    ax.legend(fontsize=8)
-    out["Error by horizon step"] = _figure_png(fig)
-    return out
-
-
-def _importance_plot(importance: pl.DataFrame) -> str:
-    import matplotlib.pyplot as plt
-
-    top = (
-        importance.filter(pl.col("feature") != "const").sort("importance", descending=True).head(20)
+def _page(body: list[str], title: str) -> str:
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{STYLE}</style></head><body>" + "\n".join(body) + "</body></html>"
     )
-    fig, ax = plt.subplots(figsize=(6, 0.3 * top.height + 1.5))
-    ax.barh(top["feature"].to_list()[::-1], top["importance"].to_list()[::-1])
-    ax.set(title="Feature importance (mean |SHAP| or |standardised coefficient|)")
-    return _figure_png(fig)
+
+
+def _header(title: str, facts: list[str], links: dict[str, str] | None) -> list[str]:
+    anchors = "".join(
+        f'<a href="{html.escape(url, quote=True)}" target="_blank" rel="noopener">'
+        f"{html.escape(name)}</a>"
+        for name, url in (links or {}).items()
+    )
+    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return [
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p class='meta'>{' · '.join([when, *map(html.escape, facts)])}</p>",
+        *([f"<p class='meta'>{anchors}</p>"] if anchors else []),
+    ]
+
+
+def _verdict(good: bool, headline: str, items: list[str]) -> str:
+    points = "".join(f"<li>{html.escape(i)}</li>" for i in items)
+    return (
+        f"<div class='verdict {'good' if good else 'bad'}'><b>{html.escape(headline)}</b>"
+        + (f"<ul>{points}</ul>" if points else "")
+        + "</div>"
+    )
+
+
+def _img(png: str) -> str:
+    return f'<img src="data:image/png;base64,{png}"/>'
 
 
 def _table_html(frame: pl.DataFrame) -> str:
@@ -208,21 +104,72 @@ def _sampling_note(ev: Evaluation) -> str:
     )
 
 
-def _curve(x: np.ndarray, y: np.ndarray, points: int = 2000) -> tuple[np.ndarray, np.ndarray]:
-    """At most ``points`` vertices of a curve computed on every row (ends kept)."""
-    if len(x) <= points:
-        return x, y
-    keep = np.unique(np.linspace(0, len(x) - 1, points).round().astype(int))
-    return x[keep], y[keep]
+def _fmt_ci(value: float, lower: float, upper: float) -> str:
+    return Estimate(value, lower, upper).fmt() if not np.isnan(value) else "n/a"
 
 
-def render_html(ev: Evaluation, decision: GateDecision, lineage: Lineage) -> str:
-    """The whole report as one HTML document with no external references."""
+def segment_table(per_group: pl.DataFrame, metric: str) -> pl.DataFrame:
+    """Segments with each estimate and its interval in one readable cell."""
+    if per_group.is_empty() or f"candidate_{metric}" not in per_group.columns:
+        return per_group
+    cells = {
+        name: [_fmt_ci(*r) for r in per_group.select(name, f"{name}_lower", f"{name}_upper").rows()]
+        for name in (f"candidate_{metric}", f"baseline_{metric}", "improvement")
+    }
+    return pl.DataFrame(
+        {
+            "segment": per_group["group"],
+            "value": per_group["value"],
+            "rows": per_group["rows"],
+            f"candidate {metric} [CI]": cells[f"candidate_{metric}"],
+            f"best baseline {metric} [CI]": cells[f"baseline_{metric}"],
+            "improvement [CI]": cells["improvement"],
+            "note": per_group["note"],
+        }
+    )
+
+
+def _gate_table(decision: GateDecision) -> str:
+    rows = "".join(
+        f"<tr><td>{html.escape(c.name)}</td><td class='{'pass' if c.passed else 'fail'}'>"
+        f"{'passed' if c.passed else 'FAILED'}</td><td>{html.escape(c.detail)}</td></tr>"
+        for c in decision.criteria
+    )
+    return f"<table><tr><th>criterion</th><th>result</th><th>detail</th></tr>{rows}</table>"
+
+
+def render_html(
+    ev: Evaluation,
+    decision: GateDecision,
+    lineage: Lineage,
+    links: dict[str, str] | None = None,
+) -> str:
+    """The whole report as one HTML document: no external resources, and links only to the
+    runs in ``links`` (name -> URL, e.g. the MLflow and Dagster runs)."""
+    figures = plot_lib.plots(ev)
+    cand = ev.candidate
+    headline = (
+        f"PROMOTE: {cand.name} passes every criterion of the gate"
+        if decision.promote
+        else f"NOT PROMOTED: {cand.name} fails {len(decision.reasons)} criterion(s)"
+    )
     sections = [
-        f"<h1>Evaluation report: {html.escape(ev.spec_name)}</h1>",
-        f"<p><b>Decision:</b> {'PROMOTE' if decision.promote else 'NOT PROMOTED'}</p>",
-        f"<p>Primary metric <b>{ev.primary}</b> on {ev.test_rows} test rows. Intervals are "
-        f"{ev.confidence:.0%} {_interval_kind(ev)}. {html.escape(_sampling_note(ev))}</p>",
+        *_header(
+            f"Evaluation report: {ev.spec_name}",
+            [f"candidate {cand.name}", f"{ev.test_rows:,} test rows", f"primary {ev.primary}"],
+            links,
+        ),
+        _verdict(
+            decision.promote,
+            headline,
+            [
+                f"{ev.primary} {cand.metrics[ev.primary].fmt()}; improvement over the best "
+                f"baseline '{ev.best_baseline}' {ev.vs_baseline.fmt()}",
+                *decision.reasons,
+            ],
+        ),
+        f"<p>Intervals are {ev.confidence:.0%} {_interval_kind(ev)}. "
+        f"{html.escape(_sampling_note(ev))}</p>",
         "<h2>Metrics on the test split</h2>",
         _table_html(ev.summary_table()),
         "<h2>Candidate vs best baseline (paired test)</h2>",
@@ -231,45 +178,57 @@ def render_html(ev: Evaluation, decision: GateDecision, lineage: Lineage) -> str
     ]
     if ev.vs_champion is not None:
         sections.append(f"<p>Improvement over the current champion: {ev.vs_champion.fmt()}</p>")
-    sections += [
-        "<h2>Promotion gate</h2>",
-        _table_html(
-            pl.DataFrame(
-                [
-                    {"criterion": c.name, "passed": c.passed, "detail": c.detail}
-                    for c in decision.criteria
-                ]
-            )
-        ),
-    ]
+    sections += ["<h2>Promotion gate</h2>", _gate_table(decision)]
     if ev.forecast is not None:
         dm = ev.forecast.dm
         sections.append(
             f"<p>Diebold-Mariano test on holdout {ev.primary} losses (Newey-West variance): "
             f"statistic {dm.statistic:.3f}, p-value {dm.p_value:.4g}.</p>"
         )
-    sections += ["<h2>Per class / segment / backtest fold</h2>", _table_html(ev.per_group)]
-    if ev.residuals:
-        sections += ["<h2>Residuals</h2>", _table_html(pl.DataFrame([ev.residuals]))]
+        sections += ["<h2>Backtest folds and holdout</h2>", _table_html(ev.per_group)]
+        for name in (plot_lib.HOLDOUT, plot_lib.BACKTESTS, plot_lib.STEP_ERRORS):
+            sections += [f"<h2>{name}</h2>", _img(figures[name])]
+    if plot_lib.CURVES in figures:
+        sections += [f"<h2>{plot_lib.CURVES}</h2>", _img(figures[plot_lib.CURVES])]
+    if ev.per_class is not None:
+        sections += [
+            "<h2>Classes at the decision threshold</h2>",
+            _table_html(ev.per_class),
+            *([_img(figures[plot_lib.CONFUSION])] if plot_lib.CONFUSION in figures else []),
+        ]
+    if ev.forecast is None and not ev.per_group.is_empty():
+        sections += [
+            "<h2>Segments</h2>",
+            f"<p>{ev.primary} per segment with its {ev.confidence:.0%} interval, and the paired "
+            "improvement over the best baseline within the segment.</p>",
+            _table_html(segment_table(ev.per_group, ev.primary)),
+        ]
     if ev.calibration is not None:
-        sections += ["<h2>Calibration table</h2>", _table_html(ev.calibration)]
-    if ev.importance is not None:
-        sections += ["<h2>Feature importance</h2>", _table_html(ev.importance.head(30))]
-    for title, png in plots(ev).items():
-        sections += [f"<h2>{html.escape(title)}</h2>", f'<img src="data:image/png;base64,{png}"/>']
+        sections += [
+            "<h2>Calibration</h2>",
+            _img(figures[plot_lib.CALIBRATION]),
+            _table_html(ev.calibration),
+        ]
+    if ev.residuals:
+        sections += [
+            "<h2>Residuals</h2>",
+            _table_html(pl.DataFrame([ev.residuals])),
+            _img(figures[plot_lib.RESIDUALS]),
+            _img(figures[plot_lib.RESIDUAL_DISTRIBUTION]),
+        ]
+    if ev.importance is not None and plot_lib.IMPORTANCE in figures:
+        sections += [
+            "<h2>Feature importance</h2>",
+            _img(figures[plot_lib.IMPORTANCE]),
+            f"<details><summary>all {ev.importance.height} values</summary>"
+            + _table_html(ev.importance)
+            + "</details>",
+        ]
     sections += [
         "<h2>Lineage</h2>",
         _table_html(pl.DataFrame([{"item": k, "value": str(v)} for k, v in vars(lineage).items()])),
     ]
-    style = (
-        "body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px}"
-    )
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style></head><body>"
-        + "\n".join(sections)
-        + "</body></html>"
-    )
+    return _page(sections, f"{ev.spec_name}: evaluation report")
 
 
 def model_card(ev: Evaluation, decision: GateDecision, lineage: Lineage, description: str) -> str:
@@ -314,71 +273,45 @@ def render_drift_html(
     reference: pl.DataFrame,
     current: pl.DataFrame,
     scores: tuple[np.ndarray, np.ndarray],
+    metric: str,
+    links: dict[str, str] | None = None,
     top: int = 6,
 ) -> str:
-    """One day's drift report: the verdict, the ranked table, and reference-vs-day
-    distributions of the most drifted features and of the predictions."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = table["feature"].head(top).to_list()
-    kinds = dict(zip(table["feature"].to_list(), table["kind"].to_list(), strict=True))
-    fig, axes = plt.subplots(
-        (len(names) + 2) // 3 + 1, 3, figsize=(12, 3 * ((len(names) + 2) // 3 + 1))
+    """One day's drift page: the verdict, the realized metric beside the champion's test
+    interval, the ranked table, and reference-vs-day distributions of the most drifted
+    features and of the predictions."""
+    realized = verdict.realized.fmt() if verdict.realized else "no labels yet"
+    champion = (
+        f"[{verdict.champion_ci[0]:.4f}, {verdict.champion_ci[1]:.4f}]"
+        if verdict.champion_ci
+        else "not logged"
     )
-    flat = list(np.ravel(axes))
-    _overlay(flat[0], scores[0], scores[1], "predicted score")
-    for ax, name in zip(flat[1:], names, strict=False):
-        if kinds[name] == "categorical":
-            _bars(ax, reference[name], current[name], name)
-        else:
-            ref = reference[name].drop_nulls().cast(pl.Float64).to_numpy()
-            _overlay(ax, ref, current[name].drop_nulls().cast(pl.Float64).to_numpy(), name)
-    for ax in flat[len(names) + 1 :]:
-        ax.axis("off")
-    fig.tight_layout()
-    png = _figure_png(fig)
-    reasons = "".join(f"<li>{html.escape(r)}</li>" for r in verdict.reasons) or "<li>none</li>"
     body = [
-        f"<h1>{html.escape(title)}</h1>",
-        f"<p><b>Retraining recommended:</b> {'YES' if verdict.retrain else 'no'}</p>",
-        f"<ul>{reasons}</ul>",
+        *_header(
+            title, [f"{current.height:,} rows", f"reference {reference.height:,} rows"], links
+        ),
+        _verdict(
+            not verdict.retrain,
+            "Retraining recommended" if verdict.retrain else "No retraining needed",
+            verdict.reasons or ["every threshold of the spec's monitoring section holds"],
+        ),
+        "<h2>Performance</h2>",
+        _table_html(
+            pl.DataFrame(
+                {
+                    "": [
+                        f"realized {metric} on this day's labelled rows",
+                        f"champion test {metric}",
+                    ],
+                    "value [CI]": [realized, champion],
+                }
+            )
+        ),
+        "<h2>Drift</h2>",
         f"<p>Prediction PSI {verdict.prediction_psi:.4f}; drifted share "
         f"{verdict.drifted_share:.0%}; max PSI {verdict.max_psi:.4f}.</p>",
-        "<h2>Features ranked by drift</h2>",
         _table_html(table),
         "<h2>Reference (champion's training sample) vs this day</h2>",
-        f'<img src="data:image/png;base64,{png}"/>',
+        _img(plot_lib.drift_figure(table, reference, current, scores, top)),
     ]
-    style = "body{font-family:sans-serif;max-width:1100px;margin:2em auto}td,th{padding:3px 8px}"
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style></head><body>"
-        + "\n".join(body)
-        + "</body></html>"
-    )
-
-
-def _overlay(ax: object, reference: np.ndarray, current: np.ndarray, name: str) -> None:
-    both = np.concatenate([reference, current])
-    if both.size == 0:
-        ax.set(title=f"{name}: no values")  # type: ignore[attr-defined]
-        return
-    bins = np.histogram_bin_edges(both, bins=30)
-    for values, label in ((reference, "reference"), (current, "day")):
-        ax.hist(values, bins=bins, density=True, alpha=0.5, label=label)  # type: ignore[attr-defined]
-    ax.set(title=name)  # type: ignore[attr-defined]
-    ax.legend()  # type: ignore[attr-defined]
-
-
-def _bars(ax: object, reference: pl.Series, current: pl.Series, name: str) -> None:
-    ref = reference.cast(pl.String).fill_null("(missing)")
-    cur = current.cast(pl.String).fill_null("(missing)")
-    levels = sorted(set(ref.to_list()) | set(cur.to_list()))
-    x = np.arange(len(levels))
-    for offset, series, label in ((-0.2, ref, "reference"), (0.2, cur, "day")):
-        shares = [float((series == v).mean()) for v in levels]
-        ax.bar(x + offset, shares, width=0.4, label=label)  # type: ignore[attr-defined]
-    ax.set(title=name, xticks=x, xticklabels=levels)  # type: ignore[attr-defined]
-    ax.legend()  # type: ignore[attr-defined]
+    return _page(body, title)

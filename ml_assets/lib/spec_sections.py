@@ -230,7 +230,11 @@ class MonitoringConfig(Strict):
     """Daily batch scoring with the registered champion, drift monitoring against its training
     reference, and the thresholds at which retraining is requested."""
 
-    start_date: dt.date = Field(description="first day of the daily partitions")
+    start_date: dt.date | None = Field(
+        None,
+        description="first day of the daily partitions; omitted: the earliest file in "
+        "'incoming' when the definitions load (today while there is none)",
+    )
     incoming: str = Field(
         "incoming",
         description="folder under <data dir>/<spec>/ with one <YYYY-MM-DD>.parquet per day",

@@ -232,8 +232,32 @@ class Tracker:
         except (MlflowException, AttributeError, ImportError, TypeError, ValueError) as exc:
             raise ChampionLoadError(version, f"{type(exc).__name__}: {exc}") from exc
 
+    def log_monitoring(
+        self,
+        experiment: str,
+        name: str,
+        metrics: dict[str, float],
+        tags: dict[str, str],
+        files: dict[str, str],
+    ) -> tuple[str, str]:
+        """A finished run in the monitoring experiment ``experiment`` (one per scored day):
+        its numbers as metrics, its page as an artifact; (experiment id, run id)."""
+        exp_id = self.experiment_id(experiment)
+        run = self.client.create_run(exp_id, run_name=name, tags=tags)
+        run_id = run.info.run_id
+        for key, value in metrics.items():
+            self.client.log_metric(run_id, key, value)
+        for path, text in files.items():
+            self.client.log_text(run_id, text, path)
+        self.client.set_terminated(run_id)
+        return exp_id, run_id
+
     def run_url(self, ui_url: str, experiment_id: str, run_id: str) -> str:
         return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    def artifact_url(self, ui_url: str, experiment_id: str, run_id: str, path: str) -> str:
+        """The MLflow UI's artifact view of ``path`` in the run (it renders HTML pages)."""
+        return f"{self.run_url(ui_url, experiment_id, run_id)}/artifactPath/{path}"
 
 
 def _flat_params(model: Model) -> dict[str, str]:

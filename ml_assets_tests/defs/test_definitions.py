@@ -66,16 +66,16 @@ def test_monitored_spec_has_its_production_loop(defs: dg.Definitions) -> None:
     score = defs.resolve_job_def("score_churn")
     assert {n.name for n in score.graph.node_defs} == {"churn__predictions", "churn__drift_report"}
     assert score.partitions_def is not None
-    sensor = defs.resolve_sensor_def("retrain_churn_on_drift")
-    assert sensor.job_name == "train_churn"
     for name, job in (
-        ("score_churn_schedule", "score_churn"),
-        ("weekly_retrain_churn", "train_churn"),
+        ("score_churn_on_arrival", "score_churn"),
+        ("retrain_churn_on_drift", "train_churn"),
     ):
-        schedule = defs.resolve_schedule_def(name)
-        assert schedule.job_name == job
-        assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
-    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+        sensor = defs.resolve_sensor_def(name)
+        assert sensor.job_name == job
+        assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    schedule = defs.resolve_schedule_def("weekly_retrain_churn")
+    assert schedule.job_name == "train_churn"
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
 
 
 def test_gx_checks_on_data_are_blocking(defs: dg.Definitions) -> None:
@@ -127,3 +127,12 @@ def test_bad_user_spec_fails_definitions_with_file_and_field(tmp_path: Path) -> 
         build_definitions(str(tmp_path))
     assert "broken.yaml" in str(err.value)
     assert "candidatez" in str(err.value) and "candidates" in str(err.value)
+
+
+def test_the_simulation_tags_its_runs_as_the_daemon_does() -> None:
+    """The daemon skips a sensor's run key only when a run carries these two tags."""
+    from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
+
+    from ml_assets.lib import names
+
+    assert (names.DAGSTER_RUN_KEY_TAG, names.DAGSTER_SENSOR_TAG) == (RUN_KEY_TAG, SENSOR_NAME_TAG)

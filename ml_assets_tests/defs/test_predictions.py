@@ -59,8 +59,8 @@ def test_daily_partition_is_scored_by_the_champion(home: Path, tmp_path: Path) -
     assert not empty.success and "2026-01-21.parquet for 2026-01-21 has no rows" in (
         step_error_text(empty)
     )
-    schedule = defs.resolve_schedule_def("score_shop_churn_schedule")
-    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    arrival = defs.resolve_sensor_def("score_shop_churn_on_arrival")
+    assert arrival.default_status == dg.DefaultSensorStatus.RUNNING
 
     calm = stage_metadata(scored, "drift_report")
     assert calm["retrain_recommended"] is False and calm["reasons"] == "within thresholds"

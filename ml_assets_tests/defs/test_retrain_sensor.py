@@ -148,46 +148,61 @@ def test_weekly_retraining_schedule_is_running(tmp_path: Path) -> None:
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
 
 
-def test_daily_scoring_picks_up_every_arrived_unscored_day(tmp_path: Path) -> None:
+def test_each_arrived_file_is_scored_once_and_again_when_replaced(tmp_path: Path) -> None:
+    """The arrival sensor requests every day among the newest whose file came and was not
+    scored since it was written, oldest first (a late day too); a future-dated file waits."""
+    import os
+
     (tmp_path / "history.csv").write_text("x,y\n1,0\n2,1\n")
     (tmp_path / "watched.yaml").write_text(SPEC)
     defs = build_definitions(str(tmp_path))
-    schedule = defs.resolve_schedule_def("score_watched_schedule")
-    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
-    assert schedule.cron_schedule == "0 * * * *"
-    repository = defs.get_repository_def()
+    sensor = defs.resolve_sensor_def("score_watched_on_arrival")
+    assert sensor.job_name == "score_watched" and sensor.minimum_interval_seconds == 30
     store = ArtifactStore(base_dir=str(tmp_path / "data"))
-    # A temporary instance that is not entered here: evaluating a schedule enters its instance
-    # itself, and entering one already entered by instance_for_test() left that instance as
-    # dagster's current defs-state storage for every later test in the process.
-    (tmp_path / "dagster").mkdir()
-    instance = dg.DagsterInstance.local_temp(tempdir=str(tmp_path / "dagster"))
+    with dg.instance_for_test() as instance:
 
-    def tick(when: dt.datetime) -> dg.ScheduleExecutionData:
-        context = dg.build_schedule_context(
-            instance=instance,
-            scheduled_execution_time=when,
-            resources={"artifacts": store},
-            repository_def=repository,
-        )
-        return schedule.evaluate_tick(context)
+        def tick() -> dg.SensorExecutionData:
+            context = dg.build_sensor_context(
+                instance=instance, definitions=defs, resources={"artifacts": store}
+            )
+            return sensor.evaluate_tick(context)
 
-    morning = dt.datetime(2026, 1, 12, 1, tzinfo=dt.UTC)
-    waiting = tick(morning)
-    assert not waiting.run_requests and "waiting for 2026-01-11" in (waiting.skip_message or "")
-    incoming = tmp_path / "data" / "watched" / "incoming"
-    incoming.mkdir(parents=True)
-    for day in ("2026-01-09", "2026-01-10", "2026-01-11"):
-        (incoming / f"{day}.parquet").write_bytes(b"")
-    instance.report_runless_asset_event(  # 2026-01-10 was scored already
-        dg.AssetMaterialization(
-            asset_key=dg.AssetKey(["watched", "predictions"]), partition="2026-01-10"
+        empty = tick()
+        assert not empty.run_requests and "no daily file in" in (empty.skip_message or "")
+        incoming = tmp_path / "data" / "watched" / "incoming"
+        incoming.mkdir(parents=True)
+        for n, day in enumerate(("2026-01-01", "2026-01-02", "2026-01-09", "2026-01-10")):
+            (incoming / f"{day}.parquet").write_bytes(b"")
+            os.utime(incoming / f"{day}.parquet", (1_000_000 + n, 1_000_000 + n))
+        future = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=2)
+        (incoming / f"{future}.parquet").write_bytes(b"")
+        instance.report_runless_asset_event(  # 2026-01-09 was scored after its file came
+            dg.AssetMaterialization(
+                asset_key=dg.AssetKey(["watched", "predictions"]), partition="2026-01-09"
+            )
         )
-    )
-    requests = tick(morning).run_requests or []
-    assert [r.partition_key for r in requests] == ["2026-01-09", "2026-01-11"]  # late day too
-    assert [r.run_key for r in requests] == ["watched:score:2026-01-09", "watched:score:2026-01-11"]
-    early = tick(dt.datetime(2026, 1, 1, 1, tzinfo=dt.UTC))
-    assert not early.run_requests and "no day since monitoring.start_date" in (
-        early.skip_message or ""
-    )
+        requests = tick().run_requests or []
+        # The newest 7 days up to the newest file are 2026-01-04 .. 2026-01-10.
+        assert [r.partition_key for r in requests] == ["2026-01-10"]
+        assert requests[0].run_key == "watched:score:2026-01-10:1000003"
+        for day in ("2026-01-05", "2026-01-10"):  # a late file, and the newest day scored
+            (incoming / f"{day}.parquet").write_bytes(b"")
+            os.utime(incoming / f"{day}.parquet", (1_000_010, 1_000_010))
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization(
+                    asset_key=dg.AssetKey(["watched", "predictions"]), partition=day
+                )
+            )
+        (incoming / "2026-01-05.parquet").touch()  # rewritten once its labels were known
+        requests = tick().run_requests or []
+        assert [r.partition_key for r in requests] == ["2026-01-05"]
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(
+                asset_key=dg.AssetKey(["watched", "predictions"]), partition="2026-01-05"
+            )
+        )
+        waiting = tick()
+        assert not waiting.run_requests
+        assert "every day up to 2026-01-10 is scored; waiting for" in str(waiting.skip_message)
+        assert "2026-01-11.parquet" in str(waiting.skip_message)
+        assert f"{future} arrived ahead of its day" in str(waiting.skip_message)

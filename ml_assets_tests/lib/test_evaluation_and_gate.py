@@ -132,8 +132,8 @@ def test_evaluate_diagnostics_for_classification(classification_evaluation: Eval
     ev = classification_evaluation
     assert ev.calibration is not None and ev.calibration["rows"].sum() == ev.test_rows
     assert 0 <= expected_calibration_error(ev.calibration) < 0.3
-    classes = ev.per_group.filter(pl.col("group") == "class")
-    assert classes["value"].to_list() == ["negative", "positive"]
+    classes = ev.per_class
+    assert classes is not None and classes["class"].to_list() == ["negative", "positive"]
     assert classes["rows"].to_list() == [
         int((ev.y_true == 0).sum()),
         int((ev.y_true == 1).sum()),
@@ -157,6 +157,11 @@ def test_evaluate_regression(regression_evaluation: Evaluation) -> None:
     assert quartiles["value"].to_list() == ["1", "2", "3", "4"]
     assert quartiles["rows"].sum() == ev.test_rows
     assert "candidate_rmse" in ev.per_group.columns and "baseline_rmse" in ev.per_group.columns
+    assert ev.per_class is None
+    # Every segment has its interval, and nothing is left empty.
+    assert (ev.per_group["candidate_rmse_lower"] <= ev.per_group["candidate_rmse"]).all()
+    assert (ev.per_group["candidate_rmse"] <= ev.per_group["candidate_rmse_upper"]).all()
+    assert ev.per_group.null_count().sum_horizontal().item() == 0
     # rmse is lower-is-better: a positive paired improvement means the candidate is better
     cand, base = ev.candidate.metrics["rmse"].value, ev.baseline.metrics["rmse"].value
     assert cand < base
@@ -169,6 +174,8 @@ def test_evaluate_segments_and_labels(good_eval: Evaluation) -> None:
     assert segments["rows"].sum() == 200
     assert (segments["candidate_roc_auc"] > 0.8).all()
     assert (segments["baseline_roc_auc"] == 0.5).all()
+    assert (segments["candidate_roc_auc_lower"] < segments["candidate_roc_auc"]).all()
+    assert (segments["improvement_lower"] > 0).all() and (segments["note"] == "").all()
     labels = good_eval.candidate.labels
     assert labels is not None
     np.testing.assert_array_equal(labels, (good_eval.candidate.scores >= 0.5).astype(np.int8))

@@ -10,7 +10,8 @@ import pytest
 
 from ml_assets.lib.evaluation import Evaluation, evaluate
 from ml_assets.lib.gate import Criterion, GateDecision, decide
-from ml_assets.lib.report import markdown_table, model_card, plots, render_html
+from ml_assets.lib.plots import plots
+from ml_assets.lib.report import markdown_table, model_card, render_html, segment_table
 from ml_assets.lib.spec import Bound, SuccessCriteria
 from ml_assets_tests.lib.conftest import Fitted, lineage_for, spec_from
 
@@ -24,8 +25,9 @@ def failing_decision(classification_evaluation: Evaluation) -> GateDecision:
 
 
 def _assert_self_contained(page: str) -> None:
+    """Nothing is fetched from elsewhere: the only URLs are the links to the runs."""
     assert page.startswith("<!doctype html>") and page.endswith("</html>")
-    assert not re.search(r"https?://", page)
+    assert not re.search(r"https?://", re.sub(r'<a href="[^"]*"', "", page))
     assert "<script" not in page.lower()
     assert "<link" not in page.lower()
     assert not re.search(r"""src=["'](?!data:)""", page)
@@ -36,18 +38,26 @@ def test_classification_report_is_self_contained_with_embedded_plots(
 ) -> None:
     ev = classification_evaluation
     decision = decide(ev, trained_classification.spec.success_criteria)
-    page = render_html(ev, decision, lineage_for(trained_classification.spec, ev))
+    links = {"MLflow run": "http://mlflow/#/runs/1", "Dagster run": "http://dagster/runs/2"}
+    page = render_html(ev, decision, lineage_for(trained_classification.spec, ev), links)
     _assert_self_contained(page)
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert len(images) == 4  # ROC/PR, calibration, confusion matrix, importance
     assert all(base64.b64decode(img).startswith(PNG_MAGIC) for img in images)
     assert "<h1>Evaluation report: toy</h1>" in page
-    assert "<b>Decision:</b> PROMOTE" in page
+    assert re.search(r"<p class='meta'>\d{4}-\d\d-\d\d \d\d:\d\d UTC · candidate", page)
+    assert "<div class='verdict good'><b>PROMOTE: glm_binomial passes every criterion" in page
+    for name, url in links.items():
+        assert f'<a href="{url}" target="_blank" rel="noopener">{name}</a>' in page
     assert ev.candidate.metrics["roc_auc"].fmt() in page
     assert ev.vs_baseline.fmt() in page
-    for heading in ("Promotion gate", "Calibration table", "Feature importance", "Lineage"):
-        assert f"<h2>{heading}</h2>" in page
+    headings = re.findall(r"<h2>([^<]+)</h2>", page)
+    assert len(headings) == len(set(headings))  # no section twice
+    for heading in ("Promotion gate", "Calibration", "Feature importance", "Lineage"):
+        assert heading in headings
+    assert "Classes at the decision threshold" in headings
     assert "run-123" in page and trained_classification.spec.digest() in page
+    assert "None" not in re.sub(r"<img[^>]*>", "", page)
 
 
 def test_regression_report_has_residual_plots(
@@ -58,9 +68,20 @@ def test_regression_report_has_residual_plots(
     page = render_html(ev, decision, lineage_for(trained_regression.spec, ev))
     _assert_self_contained(page)
     assert page.count("data:image/png;base64,") == 3  # residuals, distribution, importance
-    assert "<h2>Residuals</h2>" in page
-    assert "<h2>Calibration table</h2>" not in page
+    headings = re.findall(r"<h2>([^<]+)</h2>", page)
+    assert headings.count("Residuals") == 1 and "Residual distribution" not in headings
+    assert headings.count("Feature importance") == 1
+    assert "Calibration" not in headings and "Segments" in headings
     assert set(plots(ev)) == {"Residuals", "Residual distribution", "Feature importance"}
+    table = segment_table(ev.per_group, "rmse")
+    assert table.columns[3:6] == [
+        "candidate rmse [CI]",
+        "best baseline rmse [CI]",
+        "improvement [CI]",
+    ]
+    assert all(
+        re.fullmatch(r"-?\d+\.\d{4} \[-?\d+\.\d{4}, -?\d+\.\d{4}\]", c) for c in table.to_series(3)
+    )
 
 
 def test_report_escapes_html_from_data(
@@ -74,7 +95,8 @@ def test_report_escapes_html_from_data(
     )
     assert "&lt;b&gt;bad&lt;/b&gt; &amp; worse" in page
     assert "<b>bad</b>" not in page
-    assert "<b>Decision:</b> NOT PROMOTED" in page
+    assert "<div class='verdict bad'><b>NOT PROMOTED: glm_binomial fails 1 criterion" in page
+    assert "<td class='fail'>FAILED</td>" in page
 
 
 def test_model_card_lists_metrics_and_failed_criteria(
@@ -182,3 +204,21 @@ def test_small_test_split_is_bootstrapped_and_not_sampled(
     )
     assert "percentile bootstrap intervals" in page
     assert "Every part of this report uses every test row." in page
+
+
+def test_a_segment_without_both_classes_says_why_instead_of_a_blank(
+    trained_classification: Fitted,
+) -> None:
+    t = trained_classification
+    test = t.test.with_columns(
+        pl.when(pl.col("y") == 1).then(pl.lit("only_positive")).otherwise(pl.lit("mixed"))
+    )
+    spec = spec_from({"evaluation": {"segment_columns": ["literal"], "bootstrap_samples": 100}})
+    ev = evaluate(spec, test, t.glm, t.baselines[:1], "prior")
+    table = segment_table(ev.per_group, "roc_auc")
+    lonely = table.filter(pl.col("value") == "only_positive")
+    assert lonely["candidate roc_auc [CI]"].to_list() == ["n/a"]
+    assert lonely["note"].to_list() == ["one class only: roc_auc undefined"]
+    page = render_html(ev, decide(ev, spec.success_criteria), lineage_for(spec, ev))
+    assert "one class only: roc_auc undefined" in page
+    assert "None" not in re.sub(r"<img[^>]*>", "", page)

@@ -1,0 +1,130 @@
+"""`make demo`, then `make ui`: the real ``dagster-daemon`` takes over the instance the demo's
+simulation left, repeats none of its runs, and scores the next day's file by itself."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from ml_assets import cli
+from ml_assets.definitions import build_definitions
+from ml_assets.defs.simulation import simulate
+from ml_assets.lib.churn import ChurnStream
+from ml_assets_tests.helpers import run_job
+
+STREAM = ["--customers", "400", "--drift-day", "-1"]
+DEADLINE_S = 300
+
+
+def _wait(what: str, daemon: subprocess.Popen, log: Path, found):  # noqa: ANN001, ANN202
+    """Poll ``found()`` until it returns something, while the daemon is alive."""
+    end = time.monotonic() + DEADLINE_S
+    while time.monotonic() < end:
+        if (value := found()) is not None:
+            return value
+        if daemon.poll() is not None:
+            pytest.fail(f"dagster-daemon exited ({daemon.returncode}):\n{log.read_text()[-3000:]}")
+        time.sleep(2)
+    pytest.fail(f"after {DEADLINE_S} s, still waiting for {what}:\n{log.read_text()[-3000:]}")
+
+
+def _ticks(instance: dg.DagsterInstance, name: str) -> list:  # noqa: ANN401
+    for state in instance.all_instigator_state():
+        if state.instigator_name == name:
+            return list(instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=20))
+    return []
+
+
+def test_the_daemon_takes_over_and_scores_the_next_days_file(home: Path) -> None:
+    dagster_home = Path(os.environ["DAGSTER_HOME"])
+    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    today = dt.datetime.now(dt.UTC).date()
+    start = today - dt.timedelta(days=16)
+    # As `make demo` does, on fewer days: 14 to train on, then 2 more arrive, ending yesterday.
+    assert cli.main(["stream", "--days", "14", "--restart", "--start", str(start), *STREAM]) == 0
+    incoming = home / "data" / "churn" / "incoming"
+    defs = build_definitions()
+    with dg.DagsterInstance.get() as instance:
+        assert run_job(defs, "train_churn", instance).success
+        stream = ChurnStream(start=start, customers_per_day=400, drift_day=None)
+        sim = simulate(defs, instance, stream, incoming, range(14, 16), weekly_retrain=False)
+        assert [d.day for d in sim.days][-1] == str(today - dt.timedelta(days=1))
+        runs_before = {r.run_id for r in instance.get_runs()}
+
+        log = home / "daemon.log"
+        with log.open("w") as out:
+            daemon = subprocess.Popen(
+                [str(Path(sys.executable).parent / "dagster-daemon"), "run"]
+                + ["-m", "ml_assets.definitions"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=os.environ.copy(),
+            )
+        try:
+            # The daemon's first look at the demo's instance: nothing to score, nothing to train.
+            arrival = _wait(
+                "the arrival sensor's first tick",
+                daemon,
+                log,
+                lambda: _ticks(instance, "score_churn_on_arrival") or None,
+            )
+            assert arrival[-1].status.value == "SKIPPED", arrival[-1]
+            assert f"every day up to {today - dt.timedelta(days=1)} is scored" in str(
+                arrival[-1].skip_reason
+            )
+            # The next day's file arrives: the daemon scores it, with no hand on the keyboard.
+            assert cli.main(["stream", "--next", *STREAM]) == 0
+            assert (incoming / f"{today}.parquet").exists()
+
+            def scored() -> dg.RunRecord | None:
+                records = instance.get_run_records(
+                    dg.RunsFilter(job_name="score_churn", tags={"dagster/partition": str(today)})
+                )
+                done = [r for r in records if r.dagster_run.is_finished]
+                return done[0] if done else None
+
+            record = _wait(f"score_churn for {today}", daemon, log, scored)
+            assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS, record.dagster_run
+            assert record.dagster_run.tags["dagster/sensor_name"] == "score_churn_on_arrival"
+            assert instance.get_latest_materialization_event(
+                dg.AssetKey(["churn", "drift_report"])
+            ).asset_materialization.partition == str(today)
+
+            # The drift sensor reads that report on its next tick (no drift in this stream).
+            finished = record.end_time or time.time()
+            tick = _wait(
+                "a drift sensor tick after the scoring run",
+                daemon,
+                log,
+                lambda: next(
+                    (
+                        t
+                        for t in _ticks(instance, "retrain_churn_on_drift")
+                        if t.timestamp > finished
+                    ),
+                    None,
+                ),
+            )
+            assert tick.status.value == "SKIPPED", tick
+            assert f"{today}: within thresholds" in str(tick.skip_reason)
+        finally:
+            os.killpg(daemon.pid, signal.SIGTERM)
+            try:
+                daemon.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(daemon.pid, signal.SIGKILL)
+                daemon.wait()
+        # Exactly one run was launched by the daemon: today's scoring.
+        new = [r for r in instance.get_runs() if r.run_id not in runs_before]
+        assert [(r.job_name, r.tags.get("dagster/partition")) for r in new] == [
+            ("score_churn", str(today))
+        ]
