@@ -68,18 +68,12 @@ ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(MLFLOW_UI) & mlflow_pid=$$!; trap "kill $$mlflow_pid" EXIT INT TERM; $(DAGSTER_UI)
 
 # PNGs of both UIs after `make demo`, under docs/screenshots/ (shown in the README): Debian's
-# Chromium driven headless by Playwright (docs/screenshots.py), against the UIs of `make ui`,
-# started here (and stopped after) unless they already answer.
+# Chromium driven headless by Playwright (docs/screenshots.py), against the UIs `make ui` runs,
+# started (and stopped) by the script unless they already answer.
 screenshots: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	command -v chromium > /dev/null || { echo "needs Debian's Chromium: apt-get install -y chromium"; exit 1; }
 	$(BIN)/python -c 'import playwright' 2> /dev/null || $(BIN)/pip install --quiet -e '.[screenshots]'
-	if curl -sf -o /dev/null http://127.0.0.1:3000/server_info; then $(BIN)/python docs/screenshots.py; \
-	else \
-	  $(MLFLOW_UI) > $(DAGSTER_HOME)/mlflow_ui.log 2>&1 & mlflow_pid=$$!; \
-	  $(DAGSTER_UI) > $(DAGSTER_HOME)/dagster_ui.log 2>&1 & dagster_pid=$$!; \
-	  trap "kill -INT $$dagster_pid; kill $$mlflow_pid; wait" EXIT INT TERM; \
-	  $(BIN)/python docs/screenshots.py; \
-	fi
+	$(BIN)/python docs/screenshots.py
 
 clean:
 	rm -rf $(VENV) .dagster_home .bench mlflow.db mlartifacts data/*/

@@ -50,6 +50,7 @@ def test_drift_is_detected_retraining_runs_once_and_the_gate_decides(home: Path)
     page = Path(str(drifted.drift["drift_page_file"])).read_text()
     assert page.count("data:image/png") == 1
     assert "Retraining recommended" in page and str(drifted.drift["realized_roc_auc_ci"]) in page
+    assert str(drifted.drift["champion_test_ci"]) in page  # beside the realized one
     assert "/artifactPath/drift_report.html" in str(drifted.drift["drift_page"])
     assert [r.run_key for r in sim.requests] == ["churn:drift:2026-01-21"]
     tags = sim.requests[0].tags

@@ -18,7 +18,7 @@ from ml_assets.lib import evaluation as eval_lib
 from ml_assets.lib import names
 from ml_assets.lib import report as report_lib
 from ml_assets.lib import validation as val_lib
-from ml_assets.lib.metrics import get_metric
+from ml_assets.lib.metrics import Estimate, get_metric
 from ml_assets.lib.names import PARTITION_TAG, TRIGGER_TAG, WINDOW_END_TAG
 from ml_assets.lib.spec import MLSpec
 from ml_assets.lib.tracking import REFERENCE_DIR
@@ -98,12 +98,13 @@ def _drift_report(spec: MLSpec) -> dg.AssetsDefinition:
         scores = (scored_by.model.predict(reference), predictions["score"].to_numpy())
         metric = get_metric(spec.primary_metric)
         run_metrics = tracker.client.get_run(scored_by.run_id).data.metrics
-        ci_keys = [f"test_{metric.name}_ci_lower", f"test_{metric.name}_ci_upper"]
-        champion_ci = (
-            (run_metrics[ci_keys[0]], run_metrics[ci_keys[1]])
-            if all(k in run_metrics for k in ci_keys)
+        test_keys = [f"test_{metric.name}{s}" for s in ("", "_ci_lower", "_ci_upper")]
+        champion_test = (
+            Estimate(*(run_metrics[k] for k in test_keys))
+            if all(k in run_metrics for k in test_keys)
             else None
         )
+        champion_ci = (champion_test.lower, champion_test.upper) if champion_test else None
         result = drift_lib.verdict(
             table,
             drift_lib.psi_numeric(*scores),
@@ -122,6 +123,7 @@ def _drift_report(spec: MLSpec) -> dg.AssetsDefinition:
             predictions,
             scores,
             metric.name,
+            champion_test,
             {"Dagster run": dagster_url},
         )
         plot = artifacts.drift_plot_path(spec.name, day)
@@ -158,9 +160,7 @@ def _drift_report(spec: MLSpec) -> dg.AssetsDefinition:
                 "drift_page_file": dg.MetadataValue.path(str(plot)),
                 f"realized_{metric.name}": round(realized.value, 4) if realized else float("nan"),
                 f"realized_{metric.name}_ci": realized.fmt() if realized else "no labels yet",
-                "champion_test_ci": f"[{champion_ci[0]:.4f}, {champion_ci[1]:.4f}]"
-                if champion_ci
-                else "not logged",
+                "champion_test_ci": champion_test.fmt() if champion_test else "not logged",
             },
         )
 

@@ -274,6 +274,7 @@ def render_drift_html(
     current: pl.DataFrame,
     scores: tuple[np.ndarray, np.ndarray],
     metric: str,
+    champion_test: Estimate | None = None,
     links: dict[str, str] | None = None,
     top: int = 6,
 ) -> str:
@@ -281,11 +282,7 @@ def render_drift_html(
     interval, the ranked table, and reference-vs-day distributions of the most drifted
     features and of the predictions."""
     realized = verdict.realized.fmt() if verdict.realized else "no labels yet"
-    champion = (
-        f"[{verdict.champion_ci[0]:.4f}, {verdict.champion_ci[1]:.4f}]"
-        if verdict.champion_ci
-        else "not logged"
-    )
+    champion = champion_test.fmt() if champion_test else "not logged"
     body = [
         *_header(
             title, [f"{current.height:,} rows", f"reference {reference.height:,} rows"], links

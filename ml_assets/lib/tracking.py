@@ -253,11 +253,21 @@ class Tracker:
         return exp_id, run_id
 
     def run_url(self, ui_url: str, experiment_id: str, run_id: str) -> str:
-        return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+        return f"{_run_page(ui_url, experiment_id, run_id)}{MODEL_TRAINING_VIEW}"
 
     def artifact_url(self, ui_url: str, experiment_id: str, run_id: str, path: str) -> str:
         """The MLflow UI's artifact view of ``path`` in the run (it renders HTML pages)."""
-        return f"{self.run_url(ui_url, experiment_id, run_id)}/artifactPath/{path}"
+        page = _run_page(ui_url, experiment_id, run_id)
+        return f"{page}/artifactPath/{path}{MODEL_TRAINING_VIEW}"
+
+
+# The MLflow UI shows a page in its model-training view (not the GenAI one, its default) when
+# the URL asks for it.
+MODEL_TRAINING_VIEW = "?workflowType=machine_learning"
+
+
+def _run_page(ui_url: str, experiment_id: str, run_id: str) -> str:
+    return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def _flat_params(model: Model) -> dict[str, str]:

@@ -76,5 +76,7 @@ def test_daily_partition_is_scored_by_the_champion(home: Path, tmp_path: Path) -
     assert "max PSI" in meta["reasons"]
     # Labels arrive with the simulated files, so realized performance is measured each day.
     assert 0.55 < calm["realized_roc_auc"] < 1.0
-    low, high = (float(x) for x in str(calm["champion_test_ci"]).strip("[]").split(","))
+    point, interval = str(calm["champion_test_ci"]).split(" ", 1)
+    low, high = (float(x) for x in interval.strip("[]").split(","))
+    assert low < float(point) < high
     assert 0.5 < low < high < 1.0

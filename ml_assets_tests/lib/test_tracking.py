@@ -150,10 +150,14 @@ def test_log_evaluation_adds_metrics_tags_and_files(
     assert Path(local).read_text() == "# card"
 
 
-def test_run_url() -> None:
+def test_run_and_artifact_urls_open_the_model_training_view() -> None:
     tracker = Tracker("sqlite:///unused.db")
     assert tracker.run_url("http://localhost:5000/", "3", "abc") == (
-        "http://localhost:5000/#/experiments/3/runs/abc"
+        "http://localhost:5000/#/experiments/3/runs/abc?workflowType=machine_learning"
+    )
+    assert tracker.artifact_url("http://localhost:5000", "3", "abc", "r.html") == (
+        "http://localhost:5000/#/experiments/3/runs/abc/artifactPath/r.html"
+        "?workflowType=machine_learning"
     )
 
 
