@@ -25,7 +25,7 @@ from ml_assets.defs.resources import ArtifactStore, default_data_dir, default_tr
 from ml_assets.lib import names
 from ml_assets.lib.churn import ChurnStream
 from ml_assets.lib.data import day_files
-from ml_assets.lib.spec import MLSpec, discover_specs
+from ml_assets.lib.spec import MLSpec, load_all_specs
 from ml_assets.lib.tracking import CHAMPION_ALIAS, Tracker
 
 
@@ -77,7 +77,7 @@ def _mlflow_ui() -> str:
 
 
 def _incoming_dir(spec_name: str) -> Path:
-    specs = {s.name: s for s in discover_specs(os.environ.get("ML_ASSETS_SPECS"))}
+    specs = {s.name: s for s in load_all_specs(os.environ.get("ML_ASSETS_SPECS")).specs}
     spec = specs.get(spec_name)
     if spec is None or spec.monitoring is None:
         raise SystemExit(f"spec '{spec_name}' does not exist or has no 'monitoring' section")
@@ -177,9 +177,12 @@ def simulate_command(args: argparse.Namespace) -> int:
 
 def summary_command(args: argparse.Namespace) -> int:
     tracker = Tracker(default_tracking_uri())
-    for spec in discover_specs(os.environ.get("ML_ASSETS_SPECS")):
+    found = load_all_specs(os.environ.get("ML_ASSETS_SPECS"))
+    for spec in found.specs:
         sys.stdout.write("\n".join(spec_summary(spec, tracker)) + "\n")
-    return 0
+    for path, error in found.broken.items():
+        sys.stdout.write(f"BROKEN SPEC {path}: not loaded, its job fails. {error}\n")
+    return 1 if found.broken else 0
 
 
 def _positive(text: str) -> int:

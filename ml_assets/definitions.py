@@ -6,6 +6,7 @@ import os
 
 import dagster as dg
 
+from ml_assets.defs.broken import broken_spec_defs
 from ml_assets.defs.factory import build_spec_defs, training_selection
 from ml_assets.defs.resources import (
     ArtifactStore,
@@ -15,13 +16,15 @@ from ml_assets.defs.resources import (
     default_data_dir,
     default_tracking_uri,
 )
-from ml_assets.lib.spec import discover_specs
+from ml_assets.lib import names
+from ml_assets.lib.spec import load_all_specs
 
 
 def build_definitions(extra_spec_dir: str | None = None) -> dg.Definitions:
-    specs = discover_specs(extra_spec_dir)
-    selection = training_selection(specs[0])
-    for spec in specs[1:]:
+    found = load_all_specs(extra_spec_dir)
+    specs = found.specs
+    selection = dg.AssetSelection.assets()
+    for spec in specs:
         selection = selection | training_selection(spec)
     train_all = dg.define_asset_job(
         "train_all",
@@ -43,7 +46,9 @@ def build_definitions(extra_spec_dir: str | None = None) -> dg.Definitions:
             ),
         },
     )
-    return dg.Definitions.merge(*(build_spec_defs(s) for s in specs), shared)
+    taken = {names.train_job(s.name) for s in specs}
+    broken = [broken_spec_defs(path, error, taken) for path, error in found.broken.items()]
+    return dg.Definitions.merge(*(build_spec_defs(s) for s in specs), *broken, shared)
 
 
 defs = build_definitions(os.environ.get("ML_ASSETS_SPECS"))

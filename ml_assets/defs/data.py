@@ -175,6 +175,8 @@ def _features_contract(spec: MLSpec) -> dg.AssetChecksDefinition:
             note = f"contract learned from this data and saved to {path}"
         if not outcome.success:
             context.log.error(f"spec '{spec.name}' {outcome.summary()}")
+        elif outcome.warnings:
+            context.log.warning(f"spec '{spec.name}' {outcome.summary()}")
         return check_result(outcome, {"contract": note})
 
     return features_contract

@@ -49,13 +49,13 @@ def train_inputs(spec: MLSpec) -> dict[str, dg.AssetIn]:
     return {"splits": dg.AssetIn(key(spec, "splits"), metadata=TRAIN_AND_VALIDATION)}
 
 
-def _md_failures(outcome: val_lib.ValidationOutcome) -> str:
-    if not outcome.failures:
-        return "all expectations passed"
+def _md_failures(failures: list[val_lib.Failure], none: str) -> str:
+    if not failures:
+        return none
     frame = pl.DataFrame(
         [
             {"expectation": f.expectation, "column": f.column or "(table)", "detail": f.detail}
-            for f in outcome.failures
+            for f in failures
         ]
     )
     return report_lib.markdown_table(frame)
@@ -71,7 +71,11 @@ def check_result(outcome: val_lib.ValidationOutcome, extra: dict[str, Any]) -> d
             "expectations_evaluated": outcome.evaluated,
             "expectations_failed": len(outcome.failures),
             "rows": outcome.rows,
-            "failures": dg.MetadataValue.md(_md_failures(outcome)),
+            "failures": dg.MetadataValue.md(
+                _md_failures(outcome.failures, "all expectations passed")
+            ),
+            # Unexpected rows within a learned tolerance: reported, not blocking.
+            "warnings": dg.MetadataValue.md(_md_failures(outcome.warnings, "none")),
             **extra,
         },
     )

@@ -47,12 +47,28 @@ def load_raw(spec: MLSpec) -> pl.DataFrame:
     return frame
 
 
+def _refuse_duplicated_headers(spec: MLSpec, path: Path, columns: list[str]) -> None:
+    """polars renames a repeated CSV header to '<name>_duplicated_<n>'; which of the two
+    columns is meant cannot be known, so the file is refused."""
+    repeated = sorted(
+        {m.group(1) for c in columns if (m := re.fullmatch(r"(.+)_duplicated_\d+", c))}
+        & set(columns)
+    )
+    if repeated:
+        raise DataError(
+            f"spec '{spec.name}': source file {path} repeats the column header(s) {repeated}: "
+            "give each column its own name in the file's first line"
+        )
+
+
 def _read_file(spec: MLSpec, path: Path) -> pl.DataFrame:
     if not path.exists():
         raise DataError(f"spec '{spec.name}': source file {path} does not exist")
     try:
         if path.suffix.lower() == ".csv":
-            return pl.read_csv(path, infer_schema_length=10_000, try_parse_dates=True)
+            frame = pl.read_csv(path, infer_schema_length=10_000, try_parse_dates=True)
+            _refuse_duplicated_headers(spec, path, frame.columns)
+            return frame
         return pl.read_parquet(path)
     except pl.exceptions.NoDataError:
         return pl.DataFrame()

@@ -10,6 +10,7 @@ import difflib
 import hashlib
 import importlib.util
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
@@ -281,21 +282,45 @@ def load_spec(path: Path) -> MLSpec:
     return spec
 
 
-def discover_specs(extra_dir: str | None = None) -> list[MLSpec]:
-    """Built-in specs plus every ``*.yaml`` in ``extra_dir``; names must be unique."""
+@dataclass(frozen=True)
+class SpecSet:
+    """The specs that load, and each file that does not with the error that says why."""
+
+    specs: list[MLSpec]
+    broken: dict[Path, SpecError]
+
+
+def load_all_specs(extra_dir: str | None = None) -> SpecSet:
+    """Built-in specs plus every ``*.yaml`` in ``extra_dir`` (names must be unique). A file
+    that does not load is kept aside with its error: one broken spec hides no other."""
     files = sorted(BUILTIN_SPEC_DIR.glob("*.yaml"))
+    broken: dict[Path, SpecError] = {}
     if extra_dir:
         directory = Path(extra_dir).expanduser()
         if not directory.is_dir():
-            raise SpecError(f"ML_ASSETS_SPECS={extra_dir} is not a directory")
-        files += sorted(directory.glob("*.yaml"))
+            broken[directory] = SpecError(f"ML_ASSETS_SPECS={extra_dir} is not a directory")
+        else:
+            files += sorted(directory.glob("*.yaml"))
     specs: dict[str, MLSpec] = {}
     for file in files:
-        spec = load_spec(file)
+        try:
+            spec = load_spec(file)
+        except SpecError as exc:
+            broken[file.resolve()] = exc
+            continue
         if spec.name in specs:
-            raise SpecError(
+            broken[file.resolve()] = SpecError(
                 f"spec name '{spec.name}' in {file} is already used by "
                 f"{specs[spec.name].spec_path}; names must be unique"
             )
+            continue
         specs[spec.name] = spec
-    return list(specs.values())
+    return SpecSet(list(specs.values()), broken)
+
+
+def discover_specs(extra_dir: str | None = None) -> list[MLSpec]:
+    """Every spec, as ``load_all_specs`` finds them; the first broken one raises its error."""
+    found = load_all_specs(extra_dir)
+    if found.broken:
+        raise next(iter(found.broken.values()))
+    return found.specs

@@ -211,6 +211,16 @@ class ValidationConfig(Strict):
         True, description="learn types, ranges and categories from the first valid data"
     )
     range_tolerance: float = Field(0.1, ge=0.0)
+    learned_range_outside_share: float = Field(
+        0.001,
+        ge=0.0,
+        le=1.0,
+        description="share of rows a learned (not declared) range tolerates outside it, as a "
+        "warning; more blocks",
+    )
+    null_rate_tolerance: float = Field(
+        0.1, ge=0.0, le=1.0, description="null rate a column may gain over the learned one"
+    )
     columns: dict[str, ColumnContract] = Field(default_factory=dict)
     expectations: list[dict[str, dict[str, Any]]] = Field(default_factory=list)
 

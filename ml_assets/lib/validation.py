@@ -11,14 +11,16 @@ import contextlib
 import json
 import logging
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
 
+from ml_assets.lib import value_checks
 from ml_assets.lib.data import ROW_ID, fingerprint
 from ml_assets.lib.spec import ColumnContract, MLSpec
+from ml_assets.lib.value_checks import Failure
 
 log = logging.getLogger(__name__)
 
@@ -74,25 +76,23 @@ class LearnedContract:
 
 
 @dataclass(frozen=True)
-class Failure:
-    expectation: str
-    column: str | None
-    detail: str
-    unexpected_count: int | None = None
-    examples: list[Any] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
 class ValidationOutcome:
     stage: Stage
     success: bool
     evaluated: int
     rows: int
     failures: list[Failure]
+    # Passed expectations with some unexpected rows within their tolerance (GX ``mostly``).
+    warnings: list[Failure] = field(default_factory=list)
 
     def summary(self) -> str:
         if self.success:
-            return f"{self.stage}: all {self.evaluated} expectations passed on {self.rows} rows"
+            text = f"{self.stage}: all {self.evaluated} expectations passed on {self.rows} rows"
+            if self.warnings:
+                text += f", {len(self.warnings)} within tolerance:\n" + "\n".join(
+                    f"- {w.expectation} on {w.column or 'table'}: {w.detail}" for w in self.warnings
+                )
+            return text
         lines = [f"{self.stage}: {len(self.failures)} of {self.evaluated} expectations failed:"]
         lines += [f"- {f.expectation} on {f.column or 'table'}: {f.detail}" for f in self.failures]
         return "\n".join(lines)
@@ -129,6 +129,9 @@ def learn_contract(
             continue
         profile: dict[str, Any] = {"type": type_family(dtype)}
         values = features[name].drop_nulls()
+        profile["null_rate"] = features[name].null_count() / max(features.height, 1)
+        if dtype.is_float():  # bounds learned from infinities would check nothing
+            values = values.filter(values.is_finite())
         if name in cats and values.n_unique() <= MAX_LEARNED_CATEGORIES:
             profile["allowed"] = sorted(values.unique().to_list(), key=str)
         elif profile["type"] == "numeric" and name != spec.target and len(values):
@@ -145,6 +148,7 @@ def _declared_or_learned(
     out: dict[str, ColumnContract] = {}
     for name in columns:
         base = dict(learned.columns.get(name, {}) if learned else {})
+        base.pop("null_rate", None)  # judged by value_checks, not by GX
         declared = spec.validation.columns.get(name)
         if declared:
             base.update(declared.model_dump(exclude_unset=True))
@@ -198,9 +202,16 @@ def build_expectations(
         if contract.allowed is not None:
             exps.append(gxe.ExpectColumnValuesToBeInSet(column=name, value_set=contract.allowed))
         if contract.min is not None or contract.max is not None:
+            declared = spec.validation.columns.get(name)
+            bounds_declared = declared is not None and (
+                declared.min is not None or declared.max is not None
+            )
+            # A learned range tolerates a small share of rows outside it (reported as a
+            # warning); a declared one does not.
+            tolerance = {} if bounds_declared else {"mostly": 1 - v.learned_range_outside_share}
             exps.append(
                 gxe.ExpectColumnValuesToBeBetween(
-                    column=name, min_value=contract.min, max_value=contract.max
+                    column=name, min_value=contract.min, max_value=contract.max, **tolerance
                 )
             )
         if not contract.nullable:
@@ -216,8 +227,33 @@ def build_expectations(
 def validate(
     spec: MLSpec, stage: Stage, frame: pl.DataFrame, learned: LearnedContract | None
 ) -> ValidationOutcome:
-    """The stage's data contract (declared and learned) judged on ``frame`` by GX."""
-    return run_expectations(stage, frame, build_expectations(spec, stage, frame, learned))
+    """The stage's data contract (declared and learned) judged on ``frame`` by GX, and at
+    the features stage the checks on values (``value_checks``)."""
+    outcome = run_expectations(stage, frame, build_expectations(spec, stage, frame, learned))
+    if stage != "features":
+        return outcome
+    skip = {ROW_ID, spec.target, spec.time_column, *spec.split.group_columns}
+    features = [c for c in frame.columns if c not in skip and not c.startswith("__")]
+    found = value_checks.target_failures(
+        frame, spec.target, spec.task == "classification", spec.name
+    ) + value_checks.feature_failures(
+        frame,
+        features,
+        {n: c.type for n, c in spec.validation.columns.items() if c.type},
+        {
+            n: p["null_rate"]
+            for n, p in (learned.columns if learned else {}).items()
+            if "null_rate" in p
+        },
+        spec.validation.null_rate_tolerance,
+        spec.name,
+    )
+    return replace(
+        outcome,
+        success=outcome.success and not found,
+        evaluated=outcome.evaluated + 1 + len(features),
+        failures=outcome.failures + found,
+    )
 
 
 def _custom_expectation(spec: MLSpec, item: dict[str, dict[str, Any]]) -> Any:
@@ -328,7 +364,12 @@ def _run_grouped(stage: Stage, frame: pl.DataFrame, expectations: list[Any]) -> 
         context.data_sources.delete(source.name)
         del data, source, batch, result
     failures = [_describe(r, frame.height) for r in results if not r.success]
-    return ValidationOutcome(stage, not failures, len(results), frame.height, failures)
+    warnings = [
+        _describe(r, frame.height)
+        for r in results
+        if r.success and (r.result or {}).get("unexpected_count")
+    ]
+    return ValidationOutcome(stage, not failures, len(results), frame.height, failures, warnings)
 
 
 def _describe(result: Any, rows: int) -> Failure:

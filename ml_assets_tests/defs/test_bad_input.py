@@ -119,9 +119,42 @@ def test_spec_typo_fails_definitions_validate_with_file_and_field(
         "ml_assets.definitions",
         env={"ML_ASSETS_SPECS": str(spec_dir)},
     )
-    assert out.returncode != 0
+    # The other specs still load; the broken one is named with its error, and its job fails.
+    assert out.returncode == 0, out.stderr[-2000:]
     text = out.stdout + out.stderr
     assert "bad.yaml" in text and "metricz" in text and "Did you mean 'metrics'" in text
+    defs = build_definitions(str(spec_dir))
+    assert "metricz" in str(
+        defs.resolve_assets_def(dg.AssetKey(["broken_specs", "bad"])).descriptions_by_key
+    )
+    failed = run_job(defs, "train_bad", dg.DagsterInstance.ephemeral())
+    assert not failed.success and "Did you mean 'metrics'" in step_error_text(failed)
+
+
+def test_a_broken_spec_hides_no_other_spec(home: Path, user_specs: Path) -> None:
+    """A missing source file or an invalid field in one user spec: that spec is reported,
+    and every other spec's jobs, schedules and sensors load and run."""
+    from ml_assets.defs.broken import BrokenSpecWarning
+
+    (user_specs / "gone.yaml").write_text(
+        "name: gone\ntask: classification\nsource: {path: nowhere.csv}\ntarget: y\n"
+    )
+    (user_specs / "negative.yaml").write_text(
+        "name: negative\ntask: classification\nsource: {statsmodels: fair}\n"
+        "target: affairs\nsplit: {test_fraction: -0.2}\n"
+    )
+    with pytest.warns(BrokenSpecWarning) as caught:
+        defs = build_definitions(str(user_specs))
+    assert len(caught) == 2 and "nowhere.csv" in str(caught[0].message)
+    for job in ("train_user_affairs", "train_affairs", "train_churn", "score_churn"):
+        assert defs.resolve_job_def(job) is not None
+    assert defs.resolve_sensor_def("retrain_churn_on_drift") is not None
+    instance = dg.DagsterInstance.ephemeral()
+    gone = run_job(defs, "train_gone", instance)
+    assert not gone.success and "nowhere.csv does not exist" in step_error_text(gone)
+    negative = run_job(defs, "train_negative", instance)
+    assert not negative.success and "test_fraction" in step_error_text(negative)
+    assert run_job(defs, "train_user_affairs", instance).success
 
 
 @pytest.mark.parametrize(
@@ -154,3 +187,110 @@ def test_failed_run_exits_non_zero_from_the_cli(home: Path, tmp_path: Path) -> N
     )
     assert out.returncode != 0
     assert "is empty" in out.stdout + out.stderr
+
+
+# --- values a contract of types misses: refused at features, before any model trains -------
+
+
+def _z_as(values: list[object]) -> pl.DataFrame:
+    frame = _frame()
+    return frame.with_columns(pl.Series("z", (values * frame.height)[: frame.height]))
+
+
+@pytest.mark.parametrize(
+    ("frame", "extra", "expectation", "words"),
+    [
+        pytest.param(
+            _frame().with_columns(pl.lit(None, dtype=pl.Float64).alias("z")),
+            "",
+            "all_null",
+            "column 'z' is null in all 200 rows",
+            id="all-null feature",
+        ),
+        pytest.param(
+            _frame().with_columns(
+                pl.when(pl.int_range(pl.len()) < 3)
+                .then(float("inf"))
+                .otherwise(pl.col("z"))
+                .alias("z")
+            ),
+            "",
+            "infinite_values",
+            "column 'z' holds 3 infinite value(s) in 200 rows",
+            id="infinite values",
+        ),
+        pytest.param(
+            _frame().with_columns(pl.format("C-{}", pl.int_range(pl.len())).alias("customer")),
+            "",
+            "identifier",
+            "column 'customer' has 200 distinct values in 200 rows",
+            id="identifier column",
+        ),
+        pytest.param(
+            _z_as(["1.5", "2", "n/a", "3.25", "7", "unknown", "4", "8"]),
+            "",
+            "mixed_types",
+            "column 'z' mixes 150 numbers with 50 text values",
+            id="numbers mixed with words",
+        ),
+        pytest.param(
+            _frame().with_columns(
+                pl.date_range(
+                    pl.date(2024, 1, 1), pl.date(2024, 1, 1) + pl.duration(days=199), eager=True
+                ).alias("signup")
+            ),
+            "",
+            "date_as_feature",
+            "column 'signup' holds dates (Date)",
+            id="date read as a feature",
+        ),
+        pytest.param(
+            _frame().with_columns(pl.lit(4.0).alias("z")),
+            "",
+            "constant",
+            "column 'z' has the one value 4.0 in every non-null row",
+            id="constant feature",
+        ),
+        pytest.param(
+            _frame().with_columns((pl.int_range(pl.len()) < 4).cast(pl.Int64).alias("label")),
+            "",
+            "rare_class",
+            "class(es) 1: 4 of 'label' have fewer than 10 rows",
+            id="too rare a class",
+        ),
+    ],
+)
+def test_bad_values_are_refused_before_training(
+    home: Path, tmp_path: Path, frame: pl.DataFrame, extra: str, expectation: str, words: str
+) -> None:
+    result = _run(_spec_dir(tmp_path, frame, extra=extra))
+    assert not result.success
+    check = check_results(result)["features_contract"]
+    assert not check.passed
+    failures = str(check.metadata["failures"].value)
+    assert expectation in failures and words in failures, failures
+    assert "spec 'bad'" in failures
+    assert materialized(result) == {"bad/raw_data", "bad/features"} and _nothing_promoted()
+
+
+def test_constant_regression_target_is_refused_before_training(home: Path, tmp_path: Path) -> None:
+    directory = tmp_path / "specs"
+    directory.mkdir()
+    spec = SPEC.format(extra="", validation="").replace("classification", "regression")
+    (directory / "bad.yaml").write_text(spec)
+    _frame().with_columns(pl.lit(2.5).alias("label")).write_csv(directory / "data.csv")
+    result = _run(directory)
+    failures = str(check_results(result)["features_contract"].metadata["failures"].value)
+    assert "constant_target" in failures and "every one of the 200 rows has label = 2.5" in failures
+    assert "bad/splits" not in materialized(result) and _nothing_promoted()
+
+
+def test_duplicated_header_is_refused_at_raw_data(home: Path, tmp_path: Path) -> None:
+    directory = _spec_dir(tmp_path, _frame())
+    text = (directory / "data.csv").read_text().splitlines()
+    (directory / "data.csv").write_text("\n".join([text[0].replace("z", "x"), *text[1:]]) + "\n")
+    result = _run(directory)
+    assert not result.success
+    message = step_error_text(result)
+    assert "repeats the column header(s) ['x']" in message and "data.csv" in message
+    assert materialized(result) == set() and _nothing_promoted()

@@ -349,3 +349,17 @@ def test_builtin_specs_round_trip_through_yaml(tmp_path: Path) -> None:
     copy_path = tmp_path / "affairs.yaml"
     copy_path.write_text(yaml.safe_dump(raw, sort_keys=False))  # comments dropped, order kept
     assert load_spec(copy_path).digest() == load_spec(BUILTIN_SPEC_DIR / "affairs.yaml").digest()
+
+
+def test_load_all_specs_keeps_broken_files_aside(write_spec, tmp_path: Path) -> None:
+    from ml_assets.lib.spec import load_all_specs
+
+    extra = tmp_path / "extra"
+    write_spec({**MINIMAL, "name": "mine"}, filename="a.yaml", directory=extra)
+    bad = write_spec({**MINIMAL, "name": "typo", "targte": "y"}, filename="b.yaml", directory=extra)
+    copy = write_spec({**MINIMAL, "name": "mine"}, filename="c.yaml", directory=extra)
+    found = load_all_specs(str(extra))
+    assert [s.name for s in found.specs] == ["affairs", "churn", "co2", "doctor_visits", "mine"]
+    assert list(found.broken) == [bad.resolve(), copy.resolve()]
+    assert "Did you mean 'target'?" in str(found.broken[bad.resolve()])
+    assert "names must be unique" in str(found.broken[copy.resolve()])
