@@ -22,9 +22,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-$(DAGSTER_HOME)/dagster.yaml:
+# The instance: run monitoring on (the daemon marks a run whose process died as failed), and
+# its storage created here, once, before any run (two runs starting together on a fresh
+# instance would both try to create it).
+$(DAGSTER_HOME)/dagster.yaml: | $(STAMP)
 	mkdir -p $(DAGSTER_HOME)
-	printf 'telemetry:\n  enabled: false\n' > $@
+	printf 'telemetry:\n  enabled: false\nrun_monitoring:\n  enabled: true\n  start_timeout_seconds: 180\n  poll_interval_seconds: 60\n' > $@.tmp
+	mv $@.tmp $@
+	$(BIN)/python -c 'import dagster; dagster.DagsterInstance.get().get_runs(limit=1)'
 
 # Train every spec (churn on the first 14 days of its stream), then let 16 more churn days
 # arrive with drift from day 20: the arrival and retraining sensors, scoring, drift reports and

@@ -35,30 +35,40 @@ def champion_asset(spec: MLSpec) -> dg.AssetsDefinition:
     ) -> Any:
         outcome, tracker = evaluation_report, mlflow.tracker()
         decision, selected = outcome.decision, outcome.selected
-        if decision.repeats_champion and not spec.success_criteria.register_repeats:
-            yield from _refuse_repeat(spec, context, outcome, tracker)
-            return
-        tags = {
-            PROMOTED_TAG: "pending",
-            DATA_FINGERPRINT_TAG: selected.data_fingerprint,
-            CODE_VERSION_TAG: outcome.lineage.code_version,
-        }
-        version = tracker.register(spec.name, selected.logged, outcome.model_card, tags)
-        current = tracker.champion_version(spec.name)
-        current_version = current[0] if current else None
-        reasons = decision.reasons
-        if decision.promote and current_version != outcome.compared_champion:
-            reasons = [
-                f"champion moved from v{outcome.compared_champion} to v{current_version} "
-                "during this run; re-run to compare against the new champion"
-            ]
-        promoted = not reasons
-        if promoted:
-            tracker.set_champion(spec.name, version)
-            context.log.info(f"'{spec.name}' v{version} is now champion")
-        else:
-            context.log.error(f"'{spec.name}' v{version} NOT promoted: " + "; ".join(reasons))
-        tracker.client.set_model_version_tag(spec.name, version, PROMOTED_TAG, str(promoted))
+        with tracker.promotion_lock(spec.name):
+            for left in tracker.resolve_pending(spec.name):
+                context.log.warning(
+                    f"'{spec.name}' v{left} was left promoted=pending by a run that ended "
+                    "mid-promotion; resolved from the registry's alias"
+                )
+            if decision.repeats_champion and not spec.success_criteria.register_repeats:
+                yield from _refuse_repeat(spec, context, outcome, tracker)
+                return
+            again = tracker.version_of_run(spec.name, selected.logged.run_id)
+            if again is not None:
+                yield from _already_registered(spec, context, outcome, tracker, again)
+                return
+            tags = {
+                PROMOTED_TAG: "pending",
+                DATA_FINGERPRINT_TAG: selected.data_fingerprint,
+                CODE_VERSION_TAG: outcome.lineage.code_version,
+            }
+            version = tracker.register(spec.name, selected.logged, outcome.model_card, tags)
+            current = tracker.champion_version(spec.name)
+            current_version = current[0] if current else None
+            reasons = decision.reasons
+            if decision.promote and current_version != outcome.compared_champion:
+                reasons = [
+                    f"champion moved from {_v(outcome.compared_champion)} to "
+                    f"{_v(current_version)} during this run; re-run to compare against it"
+                ]
+            promoted = not reasons
+            if promoted:
+                tracker.set_champion(spec.name, version)
+                context.log.info(f"'{spec.name}' v{version} is now champion")
+            else:
+                context.log.error(f"'{spec.name}' v{version} NOT promoted: " + "; ".join(reasons))
+            tracker.client.set_model_version_tag(spec.name, version, PROMOTED_TAG, str(promoted))
         tracker.log_evaluation(
             selected.logged.run_id,
             {},
@@ -74,6 +84,32 @@ def champion_asset(spec: MLSpec) -> dg.AssetsDefinition:
         yield from _results(spec, outcome, version, promoted, champion_now, reasons, description)
 
     return champion_model
+
+
+def _v(version: str | None) -> str:
+    return f"v{version}" if version else "no champion"
+
+
+def _already_registered(
+    spec: MLSpec,
+    context: dg.AssetExecutionContext,
+    outcome: gate_lib.EvaluationOutcome,
+    tracker: Tracker,
+    version: str,
+) -> Any:
+    """champion_model re-run for a candidate run already registered: no second version; the
+    registry's record of that version stands."""
+    current = tracker.champion_version(spec.name)
+    champion_now = current[0] if current else None
+    promoted = champion_now == version
+    run_tags = tracker.client.get_run(outcome.selected.logged.run_id).data.tags
+    reasons = [] if promoted else [run_tags.get(GATE_REASONS_TAG) or "not the champion"]
+    text = (
+        f"candidate run {outcome.selected.logged.run_id} is already registered as v{version}; "
+        f"not registered again. v{version} is {'the champion' if promoted else 'NOT champion'}"
+    )
+    context.log.warning(f"'{spec.name}': {text}")
+    yield from _results(spec, outcome, version, promoted, champion_now, reasons, text)
 
 
 def _refuse_repeat(

@@ -39,6 +39,22 @@ def _log(
     return Trained(fitted.model, logged, fitted.validation, fingerprint, fitted.backtest)
 
 
+def _end_orphans(spec: MLSpec, context: dg.AssetExecutionContext, mlflow: MlflowResource) -> None:
+    """End the MLflow runs a killed job left RUNNING (once per training run, first thing)."""
+
+    def finished(run_id: str) -> bool:
+        if run_id == context.run_id:
+            return False
+        run = context.instance.get_run_by_id(run_id)
+        return run is None or run.is_finished
+
+    for orphan in mlflow.tracker().end_orphan_runs(spec.name, finished):
+        context.log.warning(
+            f"'{spec.name}': MLflow run {orphan} was left RUNNING by a Dagster run that has "
+            "ended (killed?); marked KILLED"
+        )
+
+
 def _baselines(spec: MLSpec) -> dg.AssetsDefinition:
     @dg.asset(
         key=key(spec, "baselines"),
@@ -52,6 +68,7 @@ def _baselines(spec: MLSpec) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, splits: pl.DataFrame, mlflow: MlflowResource
     ) -> dg.Output[list[Trained]]:
         fingerprint = split_lib.training_fingerprint(splits)
+        _end_orphans(spec, context, mlflow)
         trained = [
             _log(spec, context, mlflow, fitted, fingerprint)
             for fitted in task_for(spec).fit_baselines(spec, splits)

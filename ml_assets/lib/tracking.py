@@ -7,6 +7,7 @@ import hashlib
 import logging
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, cached_property
 from pathlib import Path
@@ -20,7 +21,13 @@ from mlflow.models import infer_signature
 
 import ml_assets
 from ml_assets.lib.models import Model
-from ml_assets.lib.names import DATA_FINGERPRINT_TAG, MODEL_NAME_TAG, SEEN_UNTIL_TAG
+from ml_assets.lib.names import (
+    DATA_FINGERPRINT_TAG,
+    GATE_REASONS_TAG,
+    MODEL_NAME_TAG,
+    PROMOTED_TAG,
+    SEEN_UNTIL_TAG,
+)
 from ml_assets.lib.records import LoggedModel, Trained  # noqa: F401 (Trained: pickles name it here)
 
 log = logging.getLogger(__name__)
@@ -196,6 +203,59 @@ class Tracker:
 
     def set_champion(self, name: str, version: str) -> None:
         self.client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
+
+    def end_orphan_runs(self, experiment: str, finished: Callable[[str], bool]) -> list[str]:
+        """MLflow runs of ``experiment`` still RUNNING whose Dagster run has ended
+        (``finished(dagster_run_id)``): a killed job's. They are ended KILLED; their ids."""
+        exp = self.client.get_experiment_by_name(experiment)
+        if exp is None:
+            return []
+        ended = []
+        for run in self.client.search_runs(
+            [exp.experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000
+        ):
+            owner = run.data.tags.get("dagster_run_id")
+            if owner and finished(owner):
+                self.client.set_tag(
+                    run.info.run_id, "ended_by", f"a later run: Dagster run {owner} had ended"
+                )
+                self.client.set_terminated(run.info.run_id, status="KILLED")
+                ended.append(run.info.run_id)
+        return ended
+
+    def promotion_lock(self, name: str) -> contextlib.AbstractContextManager[object]:
+        """Held while a promotion reads the champion, compares and moves the alias, so two
+        processes promoting ``name`` at once take turns (a file lock beside a local SQLite
+        store; with a tracking server, the run queue's per-spec limit serializes them)."""
+        if self.tracking_uri.startswith("sqlite:///"):
+            db = self.tracking_uri.removeprefix("sqlite:///")
+            return FileLock(f"{db}.{name}.promotion.lock")
+        return contextlib.nullcontext()
+
+    def version_of_run(self, name: str, run_id: str) -> str | None:
+        """The version of ``name`` already registered from ``run_id``, if any."""
+        found = self.client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
+        return str(min(int(v.version) for v in found)) if found else None
+
+    def resolve_pending(self, name: str) -> list[str]:
+        """Versions a killed run left tagged promoted=pending: the one holding the alias was
+        promoted, the others were not (their gate never finished). The versions resolved."""
+        champion = self.champion_version(name)
+        resolved = []
+        for mv in self.client.search_model_versions(f"name='{name}'"):
+            if mv.tags.get(PROMOTED_TAG) != "pending":
+                continue
+            promoted = champion is not None and champion[0] == str(mv.version)
+            self.client.set_model_version_tag(name, mv.version, PROMOTED_TAG, str(promoted))
+            if not promoted:
+                self.client.set_model_version_tag(
+                    name,
+                    mv.version,
+                    GATE_REASONS_TAG,
+                    "the run that registered it ended before its promotion finished",
+                )
+            resolved.append(str(mv.version))
+        return sorted(resolved, key=int)
 
     def champion_version(self, name: str) -> tuple[str, str] | None:
         """(version, run_id) of the current champion, or None when there is none."""

@@ -55,6 +55,10 @@ _GX_TYPES: dict[str, list[str]] = {
 }
 
 
+class ContractFileError(ValueError):
+    """A learned-contract file that cannot be read, named with the fix."""
+
+
 @dataclass(frozen=True)
 class LearnedContract:
     """Column profiles learned from data that passed validation."""
@@ -65,14 +69,23 @@ class LearnedContract:
     columns: dict[str, dict[str, Any]]
 
     def save(self, path: Path) -> None:
+        """Written whole or not at all: a killed run leaves the previous file (or none)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(self), indent=2, default=str))
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2, default=str))
+        tmp.rename(path)
 
     @classmethod
     def load(cls, path: Path) -> LearnedContract | None:
         if not path.exists():
             return None
-        return cls(**json.loads(path.read_text()))
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise ContractFileError(
+                f"learned data contract {path} is not a readable contract ({exc}); delete it "
+                "and the next passing run learns it again"
+            ) from exc
 
 
 @dataclass(frozen=True)

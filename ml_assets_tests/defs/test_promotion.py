@@ -77,3 +77,79 @@ def test_models_from_other_splits_are_refused(home: Path, tmp_path: Path) -> Non
     message = str(failures[0].event_specific_data.error.cause.message)
     assert "another fingerprint" in message and "train_noise" in message
     assert mlflow_client().get_model_version_by_alias("noise", "champion").version == champion
+
+
+def test_rerunning_champion_model_alone_registers_nothing_again(home: Path, tmp_path: Path) -> None:
+    """A retried or re-executed champion_model step finds its candidate run registered
+    already: no second version, and the registry's record stands."""
+    rng = np.random.default_rng(3)
+    rows = 600
+    x = rng.normal(size=rows)
+    pl.DataFrame(
+        {"a": x, "b": rng.normal(size=rows), "label": (x + rng.normal(size=rows) > 0).astype(int)}
+    ).write_csv(tmp_path / "noise.csv")
+    (tmp_path / "noise.yaml").write_text(NOISE_SPEC)
+    instance = dg.DagsterInstance.ephemeral()
+    defs = build_definitions(str(tmp_path))
+    assert run_job(defs, "train_noise", instance).success
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection={dg.AssetKey(["noise", "champion_model"])}
+    )
+    again = job.execute_in_process(instance=instance, raise_on_error=False)
+    assert again.success
+    client = mlflow_client()
+    assert [str(v.version) for v in client.search_model_versions("name='noise'")] == ["1"]
+    gate = check_results(again)["promotion_gate"]
+    assert gate.passed and "already registered as v1; not registered again" in str(gate.description)
+
+
+def test_a_version_left_pending_by_a_killed_run_is_resolved(home: Path) -> None:
+    """A run killed between registering and tagging leaves promoted=pending: the next
+    promotion resolves it from the alias (held: promoted; not held: not, with the reason)."""
+    from ml_assets.lib.models import ConstantModel
+
+    tracker = Tracker(mlflow_client().tracking_uri)
+    model = ConstantModel("prior", "prior", "baseline", "classification", ["x"], value=0.5)
+    frame = pl.DataFrame({"x": [1.0, 2.0]})
+    versions = []
+    for _ in range(2):
+        logged = tracker.log_model("left", model, frame, {}, {})
+        versions.append(tracker.register("left", logged, "card", {"promoted": "pending"}))
+    tracker.set_champion("left", versions[0])
+    assert tracker.resolve_pending("left") == versions
+    tags = {v: mlflow_client().get_model_version("left", v).tags for v in versions}
+    assert tags[versions[0]]["promoted"] == "True"
+    assert tags[versions[1]]["promoted"] == "False"
+    assert "ended before its promotion finished" in tags[versions[1]]["gate_reasons"]
+    assert tracker.resolve_pending("left") == []
+
+
+def test_mlflow_runs_a_killed_job_left_running_are_ended(home: Path, tmp_path: Path) -> None:
+    """A job killed mid-training leaves its MLflow run RUNNING; once its Dagster run has ended
+    (failed, terminated or deleted), the next training run of the spec marks it KILLED."""
+    rng = np.random.default_rng(3)
+    rows = 600
+    x = rng.normal(size=rows)
+    pl.DataFrame(
+        {"a": x, "b": rng.normal(size=rows), "label": (x + rng.normal(size=rows) > 0).astype(int)}
+    ).write_csv(tmp_path / "noise.csv")
+    (tmp_path / "noise.yaml").write_text(NOISE_SPEC)
+    client = mlflow_client()
+    tracker = Tracker(client.tracking_uri)
+    experiment = tracker.experiment_id("noise")
+    instance = dg.DagsterInstance.ephemeral()
+    dead = instance.add_run(dg.DagsterRun(job_name="train_noise", run_id="killed-run"))
+    instance.handle_run_event(  # what run monitoring or a termination records
+        dead.run_id,
+        dg.DagsterEvent(
+            event_type_value="PIPELINE_FAILURE", job_name="train_noise", message="killed"
+        ),
+    )
+    orphan = client.create_run(experiment, tags={"dagster_run_id": dead.run_id}).info.run_id
+    deleted = client.create_run(experiment, tags={"dagster_run_id": "gone"}).info.run_id
+    assert run_job(build_definitions(str(tmp_path)), "train_noise", instance).success
+    for run_id in (orphan, deleted):
+        run = client.get_run(run_id)
+        assert run.info.status == "KILLED" and "had ended" in run.data.tags["ended_by"]
+    running = client.search_runs([experiment], filter_string="attributes.status = 'RUNNING'")
+    assert running == []

@@ -419,3 +419,16 @@ def test_a_larger_run_of_the_same_distribution_passes_the_learned_contract() -> 
     assert outcome.success, outcome.summary()
     strays = {w.column: w.unexpected_count for w in outcome.warnings}
     assert strays and all(0 < n <= 200 for n in strays.values())  # within 0.1%, reported
+
+
+def test_the_learned_contract_is_written_atomically_and_a_broken_one_is_named(
+    learned: LearnedContract, tmp_path: Path
+) -> None:
+    from ml_assets.lib.validation import ContractFileError
+
+    path = tmp_path / "data_contract.json"
+    learned.save(path)
+    assert LearnedContract.load(path) == learned and not list(tmp_path.glob("*.tmp"))
+    path.write_text(path.read_text()[:40])  # what a write cut short would leave
+    with pytest.raises(ContractFileError, match="data_contract.json is not a readable contract"):
+        LearnedContract.load(path)
