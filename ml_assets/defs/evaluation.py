@@ -6,7 +6,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from ml_assets.defs.resources import ArtifactStore, MlflowResource
+from ml_assets.defs.resources import ArtifactStore, MlflowResource, write_text_atomic
 from ml_assets.defs.shared import ALL_SPLITS, key
 from ml_assets.lib import data as data_lib
 from ml_assets.lib import evaluation as eval_lib
@@ -137,8 +137,7 @@ def evaluation_asset(spec: MLSpec) -> dg.AssetsDefinition:
             ev, decision, lineage, {"MLflow run": run_url, "Dagster run": dagster_url}
         )
         path = artifacts.report_path(spec.name, context.run_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(html)
+        write_text_atomic(path, html)
         card = report_lib.model_card(ev, decision, lineage, spec.description)
         cand, base = ev.candidate.metrics[primary], ev.baseline.metrics[primary]
         tracker.log_evaluation(

@@ -9,7 +9,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from ml_assets.defs.resources import ArtifactStore, MlflowResource
+from ml_assets.defs.resources import ArtifactStore, MlflowResource, write_text_atomic
 from ml_assets.defs.scoring import predictions_asset
 from ml_assets.defs.shared import daily_partitions, key, monitoring_start
 from ml_assets.lib import data as data_lib
@@ -127,8 +127,7 @@ def _drift_report(spec: MLSpec) -> dg.AssetsDefinition:
             {"Dagster run": dagster_url},
         )
         plot = artifacts.drift_plot_path(spec.name, day)
-        plot.parent.mkdir(parents=True, exist_ok=True)
-        plot.write_text(page)
+        write_text_atomic(plot, page)
         summary = result.summary(scored_by.version)
         realized = result.realized
         experiment, run_id = tracker.log_monitoring(

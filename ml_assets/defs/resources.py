@@ -43,6 +43,14 @@ def default_artifact_root() -> str | None:
     return os.environ.get("ML_ASSETS_MLFLOW_ARTIFACTS", (project_home() / "mlartifacts").as_uri())
 
 
+def write_text_atomic(path: UPath, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all (a temporary file renamed into place)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.rename(path)
+
+
 class MlflowResource(dg.ConfigurableResource):
     """MLflow tracking server and model registry (a local SQLite file by default)."""
 

@@ -81,3 +81,18 @@ def test_schema_only_input_reads_columns_and_types_without_rows(tmp_path: Path) 
     assert dg.materialize([raw, uses_schema], resources={"io_manager": io}).success
     assert seen["raw"].height == 0
     assert dict(seen["raw"].schema) == {"x": pl.Float64, "c": pl.String, "n": pl.Int64}
+
+
+def test_text_files_are_replaced_whole_or_not_at_all(tmp_path: Path) -> None:
+    from upath import UPath
+
+    from ml_assets.defs.resources import write_text_atomic
+
+    path = UPath(tmp_path) / "reports" / "report.html"
+    write_text_atomic(path, "<p>good</p>")
+    with pytest.raises(TypeError):
+        write_text_atomic(path, None)  # type: ignore[arg-type]  # a write that fails midway
+    assert path.read_text() == "<p>good</p>"
+    write_text_atomic(path, "<p>newer</p>")
+    assert path.read_text() == "<p>newer</p>"
+    assert [p.name for p in (tmp_path / "reports").iterdir()] == ["report.html"]
