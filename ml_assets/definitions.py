@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import dagster as dg
 
@@ -46,9 +47,15 @@ def build_definitions(extra_spec_dir: str | None = None) -> dg.Definitions:
             ),
         },
     )
-    taken = {names.train_job(s.name) for s in specs}
-    broken = [broken_spec_defs(path, error, taken) for path, error in found.broken.items()]
-    return dg.Definitions.merge(*(build_spec_defs(s) for s in specs), *broken, shared)
+    taken = {"train_all", *(names.train_job(s.name) for s in specs)}
+    built, failed = [], dict(found.broken)
+    for spec in specs:
+        try:
+            built.append(build_spec_defs(spec))
+        except Exception as exc:  # one spec's definitions must not stop the others loading
+            failed[spec.spec_path or Path(spec.name)] = exc
+    broken = [broken_spec_defs(path, error, taken) for path, error in failed.items()]
+    return dg.Definitions.merge(*built, *broken, shared)
 
 
 defs = build_definitions(os.environ.get("ML_ASSETS_SPECS"))

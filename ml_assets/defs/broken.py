@@ -16,12 +16,17 @@ class BrokenSpecWarning(UserWarning):
     """A spec file was left out of the definitions."""
 
 
-def broken_spec_defs(path: Path, error: SpecError, taken: set[str]) -> dg.Definitions:
-    """The asset and job that report ``error`` for ``path``; ``taken``: names in use."""
-    stem = re.sub(r"\W", "_", path.stem) or "spec"
-    job_name = names.train_job(stem)
-    if job_name in taken:
-        job_name = f"{job_name}_broken"
+def broken_spec_defs(path: Path, error: Exception, taken: set[str]) -> dg.Definitions:
+    """The asset and job that report ``error`` for ``path``. ``taken`` holds the job names and
+    asset keys in use; the ones made here are added to it."""
+    stem = re.sub(r"[^A-Za-z0-9_]", "_", path.stem) or "spec"
+    n = 0
+    while (job_name := names.train_job(stem + (f"_{n}" if n else ""))) in taken or (
+        f"broken_specs/{stem}{f'_{n}' if n else ''}" in taken
+    ):
+        n += 1
+    stem = stem + (f"_{n}" if n else "")
+    taken |= {job_name, f"broken_specs/{stem}"}
     message = str(error)
     text = f"ml_assets left out spec file {path}, which does not load: {message}"
     warnings.warn(text, BrokenSpecWarning, stacklevel=1)

@@ -33,57 +33,70 @@ def champion_asset(spec: MLSpec) -> dg.AssetsDefinition:
         evaluation_report: gate_lib.EvaluationOutcome,
         mlflow: MlflowResource,
     ) -> Any:
-        outcome, tracker = evaluation_report, mlflow.tracker()
-        decision, selected = outcome.decision, outcome.selected
+        tracker = mlflow.tracker()
+        # Everything that reads the champion, compares and moves the alias happens under the
+        # lock; the results are handed to Dagster after it is released.
         with tracker.promotion_lock(spec.name):
-            for left in tracker.resolve_pending(spec.name):
-                context.log.warning(
-                    f"'{spec.name}' v{left} was left promoted=pending by a run that ended "
-                    "mid-promotion; resolved from the registry's alias"
-                )
-            if decision.repeats_champion and not spec.success_criteria.register_repeats:
-                yield from _refuse_repeat(spec, context, outcome, tracker)
-                return
-            again = tracker.version_of_run(spec.name, selected.logged.run_id)
-            if again is not None:
-                yield from _already_registered(spec, context, outcome, tracker, again)
-                return
-            tags = {
-                PROMOTED_TAG: "pending",
-                DATA_FINGERPRINT_TAG: selected.data_fingerprint,
-                CODE_VERSION_TAG: outcome.lineage.code_version,
-            }
-            version = tracker.register(spec.name, selected.logged, outcome.model_card, tags)
-            current = tracker.champion_version(spec.name)
-            current_version = current[0] if current else None
-            reasons = decision.reasons
-            if decision.promote and current_version != outcome.compared_champion:
-                reasons = [
-                    f"champion moved from {_v(outcome.compared_champion)} to "
-                    f"{_v(current_version)} during this run; re-run to compare against it"
-                ]
-            promoted = not reasons
-            if promoted:
-                tracker.set_champion(spec.name, version)
-                context.log.info(f"'{spec.name}' v{version} is now champion")
-            else:
-                context.log.error(f"'{spec.name}' v{version} NOT promoted: " + "; ".join(reasons))
-            tracker.client.set_model_version_tag(spec.name, version, PROMOTED_TAG, str(promoted))
-        tracker.log_evaluation(
-            selected.logged.run_id,
-            {},
-            {
-                PROMOTED_TAG: str(promoted),
-                "registered_version": version,
-                GATE_REASONS_TAG: "; ".join(reasons) or "all criteria passed",
-            },
-            {},
-        )
-        champion_now = version if promoted else current_version
-        description = "promoted to champion" if promoted else "NOT promoted: " + "; ".join(reasons)
-        yield from _results(spec, outcome, version, promoted, champion_now, reasons, description)
+            results = list(_promote(spec, context, evaluation_report, tracker))
+        yield from results
 
     return champion_model
+
+
+def _promote(
+    spec: MLSpec,
+    context: dg.AssetExecutionContext,
+    outcome: gate_lib.EvaluationOutcome,
+    tracker: Tracker,
+) -> Any:
+    """Register the candidate and move the alias if the gate says so (under the lock)."""
+    decision, selected = outcome.decision, outcome.selected
+    for left in tracker.resolve_pending(spec.name):
+        context.log.warning(
+            f"'{spec.name}' v{left} was left promoted=pending by a run that ended "
+            "mid-promotion; resolved from the registry's alias"
+        )
+    if decision.repeats_champion and not spec.success_criteria.register_repeats:
+        yield from _refuse_repeat(spec, context, outcome, tracker)
+        return
+    again = tracker.version_of_run(spec.name, selected.logged.run_id)
+    if again is not None:
+        yield from _already_registered(spec, context, outcome, tracker, again)
+        return
+    tags = {
+        PROMOTED_TAG: "pending",
+        DATA_FINGERPRINT_TAG: selected.data_fingerprint,
+        CODE_VERSION_TAG: outcome.lineage.code_version,
+    }
+    version = tracker.register(spec.name, selected.logged, outcome.model_card, tags)
+    current = tracker.champion_version(spec.name)
+    current_version = current[0] if current else None
+    reasons = decision.reasons
+    if decision.promote and current_version != outcome.compared_champion:
+        reasons = [
+            f"champion moved from {_v(outcome.compared_champion)} to "
+            f"{_v(current_version)} during this run; re-run to compare against it"
+        ]
+    promoted = not reasons
+    if promoted:
+        tracker.set_champion(spec.name, version)
+        context.log.info(f"'{spec.name}' v{version} is now champion")
+    else:
+        context.log.error(f"'{spec.name}' v{version} NOT promoted: " + "; ".join(reasons))
+    tracker.client.set_model_version_tag(spec.name, version, PROMOTED_TAG, str(promoted))
+    tracker.log_evaluation(
+        selected.logged.run_id,
+        {},
+        {
+            PROMOTED_TAG: str(promoted),
+            "registered_version": version,
+            GATE_REASONS_TAG: "; ".join(reasons) or "all criteria passed",
+        },
+        {},
+    )
+    champion_now = version if promoted else current_version
+    description = "promoted to champion" if promoted else "NOT promoted: " + "; ".join(reasons)
+    yield from _results(spec, outcome, version, promoted, champion_now, reasons, description)
 
 
 def _v(version: str | None) -> str:
@@ -101,9 +114,35 @@ def _already_registered(
     registry's record of that version stands."""
     current = tracker.champion_version(spec.name)
     champion_now = current[0] if current else None
-    promoted = champion_now == version
     run_tags = tracker.client.get_run(outcome.selected.logged.run_id).data.tags
+    interrupted = PROMOTED_TAG not in run_tags  # registered, then killed before the gate ended
+    if (
+        interrupted
+        and champion_now != version
+        and outcome.decision.promote
+        and champion_now == outcome.compared_champion
+    ):
+        # Same decision, same champion as when it was made: finish that promotion.
+        tracker.set_champion(spec.name, version)
+        tracker.client.set_model_version_tag(spec.name, version, PROMOTED_TAG, "True")
+        tracker.client.set_model_version_tag(
+            spec.name, version, GATE_REASONS_TAG, "all criteria passed (finished by a re-run)"
+        )
+        champion_now = version
+        context.log.info(f"'{spec.name}' v{version} is now champion (interrupted promotion)")
+    promoted = champion_now == version
     reasons = [] if promoted else [run_tags.get(GATE_REASONS_TAG) or "not the champion"]
+    if interrupted:
+        tracker.log_evaluation(
+            outcome.selected.logged.run_id,
+            {},
+            {
+                PROMOTED_TAG: str(promoted),
+                "registered_version": version,
+                GATE_REASONS_TAG: "; ".join(reasons) or "all criteria passed",
+            },
+            {},
+        )
     text = (
         f"candidate run {outcome.selected.logged.run_id} is already registered as v{version}; "
         f"not registered again. v{version} is {'the champion' if promoted else 'NOT champion'}"

@@ -46,7 +46,7 @@ def default_artifact_root() -> str | None:
 def write_text_atomic(path: UPath, text: str) -> None:
     """Write ``text`` to ``path`` whole or not at all (a temporary file renamed into place)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # one per writer
     tmp.write_text(text)
     tmp.rename(path)
 

@@ -1,6 +1,8 @@
 """Training stage: baselines and one candidate asset per model family, each fitted by the
 spec's task on the train and validation rows only, and logged to MLflow."""
 
+import time
+
 import dagster as dg
 import polars as pl
 
@@ -39,14 +41,21 @@ def _log(
     return Trained(fitted.model, logged, fitted.validation, fingerprint, fitted.backtest)
 
 
+ORPHAN_AFTER_S = 24 * 3600
+
+
 def _end_orphans(spec: MLSpec, context: dg.AssetExecutionContext, mlflow: MlflowResource) -> None:
     """End the MLflow runs a killed job left RUNNING (once per training run, first thing)."""
 
-    def finished(run_id: str) -> bool:
+    def finished(run_id: str, started: float) -> bool:
         if run_id == context.run_id:
             return False
         run = context.instance.get_run_by_id(run_id)
-        return run is None or run.is_finished
+        if run is None:
+            # Deleted, or run on another instance (an ephemeral one, say) that may be live:
+            # only a day-old run is taken for dead.
+            return time.time() - started > ORPHAN_AFTER_S
+        return run.is_finished
 
     for orphan in mlflow.tracker().end_orphan_runs(spec.name, finished):
         context.log.warning(

@@ -94,7 +94,10 @@ def day_files(directory: Path) -> dict[dt.date, Path]:
     for path in directory.iterdir():
         match = DAY_FILE.match(path.name)
         if match:
-            found[dt.date.fromisoformat(match.group(1))] = path
+            try:
+                found[dt.date.fromisoformat(match.group(1))] = path
+            except ValueError:  # e.g. 2024-13-01: not a day, so not a daily file
+                continue
     return dict(sorted(found.items()))
 
 

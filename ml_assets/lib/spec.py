@@ -270,6 +270,8 @@ def load_spec(path: Path) -> MLSpec:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError as exc:
         raise SpecError(f"ML spec file {path} does not exist") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"ML spec file {path} cannot be read as UTF-8 text: {exc}") from exc
     except yaml.YAMLError as exc:
         raise SpecError(f"invalid ML spec {path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):

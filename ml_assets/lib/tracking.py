@@ -204,9 +204,10 @@ class Tracker:
     def set_champion(self, name: str, version: str) -> None:
         self.client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
 
-    def end_orphan_runs(self, experiment: str, finished: Callable[[str], bool]) -> list[str]:
+    def end_orphan_runs(self, experiment: str, finished: Callable[[str, float], bool]) -> list[str]:
         """MLflow runs of ``experiment`` still RUNNING whose Dagster run has ended
-        (``finished(dagster_run_id)``): a killed job's. They are ended KILLED; their ids."""
+        (``finished(dagster_run_id, started_epoch_s)``): a killed job's. They are ended
+        KILLED; their ids."""
         exp = self.client.get_experiment_by_name(experiment)
         if exp is None:
             return []
@@ -215,7 +216,7 @@ class Tracker:
             [exp.experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000
         ):
             owner = run.data.tags.get("dagster_run_id")
-            if owner and finished(owner):
+            if owner and finished(owner, run.info.start_time / 1000):
                 self.client.set_tag(
                     run.info.run_id, "ended_by", f"a later run: Dagster run {owner} had ended"
                 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -71,7 +72,7 @@ class LearnedContract:
     def save(self, path: Path) -> None:
         """Written whole or not at all: a killed run leaves the previous file (or none)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # one per writer
         tmp.write_text(json.dumps(asdict(self), indent=2, default=str))
         tmp.rename(path)
 
@@ -252,7 +253,10 @@ def validate(
     ) + value_checks.feature_failures(
         frame,
         features,
-        {n: c.type for n, c in spec.validation.columns.items() if c.type},
+        {
+            **{c: "categorical" for c in spec.categorical},
+            **{n: c.type for n, c in spec.validation.columns.items() if c.type},
+        },
         {
             n: p["null_rate"]
             for n, p in (learned.columns if learned else {}).items()

@@ -52,8 +52,8 @@ def target_failures(
             )
         ]
     if classification:
-        counts = values.value_counts().sort("count")
-        rare = counts.filter(pl.col("count") < MIN_CLASS_ROWS)
+        counts = values.value_counts(name="__rows").sort("__rows")
+        rare = counts.filter(pl.col("__rows") < MIN_CLASS_ROWS)
         if counts.height >= 2 and rare.height:
             shares = ", ".join(f"{v!r}: {c}" for v, c in rare.rows())
             return [
@@ -63,7 +63,7 @@ def target_failures(
                     f"spec '{spec_name}': class(es) {shares} of '{target}' have fewer than "
                     f"{MIN_CLASS_ROWS} rows: too few to split into train, validation and test "
                     "and evaluate; add rows of that class or merge it with another",
-                    int(rare["count"].sum()),
+                    int(rare["__rows"].sum()),
                     rare[target].to_list(),
                 )
             ]
@@ -153,7 +153,8 @@ def _column_failures(
                     _examples(infinite),
                 )
             )
-    if values.len() and values.n_unique() == 1:
+    # One value and no nulls: nothing to learn (with nulls, present vs missing may be the signal).
+    if values.len() and values.n_unique() == 1 and nulls == 0:
         out.append(
             Failure(
                 "constant",
@@ -165,7 +166,7 @@ def _column_failures(
             )
         )
         return out
-    if dtype.is_temporal():
+    if isinstance(dtype, pl.Date | pl.Datetime):
         out.append(
             Failure(
                 "date_as_feature",
@@ -178,7 +179,7 @@ def _column_failures(
                 _examples(values, 3),
             )
         )
-    elif dtype == pl.String and declared_type != "string":
+    elif dtype == pl.String and declared_type not in ("string", "categorical"):
         out += _text_failures(values, rows, where)
     return out
 
@@ -225,8 +226,8 @@ def _text_failures(values: pl.Series, rows: int, where: str) -> list[Failure]:
                 name,
                 f"{where} has {distinct} distinct values in {rows} rows, e.g. "
                 f"{_examples(values, 3)}: an identifier, not a feature (it would become a "
-                f"category per row); add it to 'drop', or to 'group_columns' to keep each "
-                "one's rows in one split",
+                f"category per row); add it to 'drop' (or declare "
+                f"validation.columns.{name}.type: string if it really is a feature)",
                 distinct,
                 _examples(values, 3),
             )

@@ -140,3 +140,17 @@ def test_the_simulation_tags_its_runs_as_the_daemon_does() -> None:
     from ml_assets.lib import names
 
     assert (names.DAGSTER_RUN_KEY_TAG, names.DAGSTER_SENSOR_TAG) == (RUN_KEY_TAG, SENSOR_NAME_TAG)
+
+
+def test_broken_spec_names_never_collide_with_others(tmp_path: Path) -> None:
+    """A broken 'all.yaml' (train_all exists), a non-ASCII file name and two files whose names
+    clean up alike still give the location unique, valid job names and asset keys."""
+    from ml_assets.defs.broken import BrokenSpecWarning
+
+    for name in ("all.yaml", "modèle.yaml", "a-b.yaml", "a_b.yaml", "affairs.yaml"):
+        (tmp_path / name).write_text("name: [not, a, name]\n")
+    with pytest.warns(BrokenSpecWarning):
+        defs = build_definitions(str(tmp_path))
+    jobs = {j.name for j in defs.resolve_all_job_defs()}
+    assert {"train_all", "train_all_1", "train_mod_le", "train_a_b", "train_a_b_1"} <= jobs
+    assert "train_affairs_1" in jobs and defs.resolve_job_def("train_affairs") is not None

@@ -432,3 +432,26 @@ def test_the_learned_contract_is_written_atomically_and_a_broken_one_is_named(
     path.write_text(path.read_text()[:40])  # what a write cut short would leave
     with pytest.raises(ContractFileError, match="data_contract.json is not a readable contract"):
         LearnedContract.load(path)
+
+
+def test_normal_columns_are_not_mistaken_for_bad_values(raw: pl.DataFrame) -> None:
+    """A flag that is one value or null, codes declared categorical, durations and a
+    classification target named like polars' own columns all pass the value checks."""
+    from ml_assets.lib import value_checks
+
+    n = raw.height
+    frame = pl.DataFrame(
+        {
+            "flag": [1 if i % 3 == 0 else None for i in range(n)],
+            "code": [str(250 + i) if i % 4 else f"V{i}" for i in range(n)],
+            "wait": [dt.timedelta(minutes=i % 17) for i in range(n)],
+            "count": [i % 2 for i in range(n)],
+        }
+    )
+    assert value_checks.target_failures(frame, "count", True, "s") == []
+    failures = value_checks.feature_failures(
+        frame, ["flag", "code", "wait"], {"code": "categorical"}, {}, 0.1, "s"
+    )
+    assert failures == [], failures
+    undeclared = value_checks.feature_failures(frame, ["code"], {}, {}, 0.1, "s")
+    assert [f.expectation for f in undeclared] == ["mixed_types"]
