@@ -216,18 +216,25 @@ def build_expectations(
         if contract.allowed is not None:
             exps.append(gxe.ExpectColumnValuesToBeInSet(column=name, value_set=contract.allowed))
         if contract.min is not None or contract.max is not None:
+            # Declared bounds are strict; a learned bound tolerates a small share of rows
+            # outside it (reported as a warning). A column may have one of each.
             declared = spec.validation.columns.get(name)
-            bounds_declared = declared is not None and (
-                declared.min is not None or declared.max is not None
-            )
-            # A learned range tolerates a small share of rows outside it (reported as a
-            # warning); a declared one does not.
-            tolerance = {} if bounds_declared else {"mostly": 1 - v.learned_range_outside_share}
-            exps.append(
-                gxe.ExpectColumnValuesToBeBetween(
-                    column=name, min_value=contract.min, max_value=contract.max, **tolerance
+            dmin, dmax = (declared.min, declared.max) if declared else (None, None)
+            if dmin is not None or dmax is not None:
+                exps.append(
+                    gxe.ExpectColumnValuesToBeBetween(column=name, min_value=dmin, max_value=dmax)
                 )
-            )
+            lmin = contract.min if dmin is None else None
+            lmax = contract.max if dmax is None else None
+            if lmin is not None or lmax is not None:
+                exps.append(
+                    gxe.ExpectColumnValuesToBeBetween(
+                        column=name,
+                        min_value=lmin,
+                        max_value=lmax,
+                        mostly=1 - v.learned_range_outside_share,
+                    )
+                )
         if not contract.nullable:
             exps.append(gxe.ExpectColumnValuesToNotBeNull(column=name))
     if data_cols:  # duplicate rows, judged on one hash column (see _with_row_hash)

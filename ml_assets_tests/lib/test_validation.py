@@ -455,3 +455,16 @@ def test_normal_columns_are_not_mistaken_for_bad_values(raw: pl.DataFrame) -> No
     assert failures == [], failures
     undeclared = value_checks.feature_failures(frame, ["code"], {}, {}, 0.1, "s")
     assert [f.expectation for f in undeclared] == ["mixed_types"]
+
+
+def test_a_declared_min_leaves_the_learned_max_tolerant(raw: pl.DataFrame) -> None:
+    spec = spec_from(
+        {"validation": {"learned_range_outside_share": 0.01, "columns": {"x1": {"min": -100.0}}}}
+    )
+    features = build_features(spec, raw)
+    learned = learn_contract(spec, raw.schema, features)
+    beyond = learned.columns["x1"]["max"] + 1.0
+    one = _validate(spec, _outside(features, "x1", beyond, 1), "features", learned)
+    assert one.success and [w.column for w in one.warnings] == ["x1"], one.summary()
+    below = _validate(spec, _outside(features, "x1", -200.0, 1), "features", learned)
+    assert ("expect_column_values_to_be_between", "x1") in _failed(below)
