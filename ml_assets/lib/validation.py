@@ -253,29 +253,11 @@ def validate(
     outcome = run_expectations(stage, frame, build_expectations(spec, stage, frame, learned))
     if stage != "features":
         return outcome
-    skip = {ROW_ID, spec.target, spec.time_column, *spec.split.group_columns}
-    features = [c for c in frame.columns if c not in skip and not c.startswith("__")]
-    found = value_checks.target_failures(
-        frame, spec.target, spec.task == "classification", spec.name
-    ) + value_checks.feature_failures(
-        frame,
-        features,
-        {
-            **{c: "categorical" for c in spec.categorical},
-            **{n: c.type for n, c in spec.validation.columns.items() if c.type},
-        },
-        {
-            n: p["null_rate"]
-            for n, p in (learned.columns if learned else {}).items()
-            if "null_rate" in p
-        },
-        spec.validation.null_rate_tolerance,
-        spec.name,
-    )
+    found, checked = value_checks.for_spec(spec, frame, learned.columns if learned else {})
     return replace(
         outcome,
         success=outcome.success and not found,
-        evaluated=outcome.evaluated + 1 + len(features),
+        evaluated=outcome.evaluated + checked,
         failures=outcome.failures + found,
     )
 

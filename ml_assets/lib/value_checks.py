@@ -12,6 +12,9 @@ from typing import Any
 
 import polars as pl
 
+from ml_assets.lib.data import ROW_ID
+from ml_assets.lib.spec import MLSpec
+
 MIN_CLASS_ROWS = 10  # fewer rows of a class than this cannot be split and evaluated
 IDENTIFIER_MIN_ROWS = 50  # below this, many distinct strings say nothing
 IDENTIFIER_SHARE = 0.95  # distinct values per row at which a text column is an identifier
@@ -28,6 +31,26 @@ class Failure:
 
 def _examples(values: pl.Series, n: int = 5) -> list[Any]:
     return values.unique(maintain_order=True).head(n).to_list()
+
+
+def for_spec(
+    spec: MLSpec, frame: pl.DataFrame, learned: dict[str, dict[str, Any]]
+) -> tuple[list[Failure], int]:
+    """Every value check of a spec's features frame (``learned``: the learned contract's
+    column profiles); the failures, and how many checks ran."""
+    skip = {ROW_ID, spec.target, spec.time_column, *spec.split.group_columns}
+    features = [c for c in frame.columns if c not in skip and not c.startswith("__")]
+    declared = {
+        **{c: "categorical" for c in spec.categorical},
+        **{n: c.type for n, c in spec.validation.columns.items() if c.type},
+    }
+    null_rates = {n: p["null_rate"] for n, p in learned.items() if "null_rate" in p}
+    found = target_failures(
+        frame, spec.target, spec.task == "classification", spec.name
+    ) + feature_failures(
+        frame, features, declared, null_rates, spec.validation.null_rate_tolerance, spec.name
+    )
+    return found, 1 + len(features)
 
 
 def target_failures(
