@@ -12,7 +12,7 @@ import polars as pl
 from upath import UPath
 
 import ml_assets
-from ml_assets.lib.data import SPLIT
+from ml_assets.lib.data import SPLIT, write_text_atomic  # noqa: F401 (defs use it here)
 from ml_assets.lib.tracking import Tracker
 
 SPLITS_METADATA_KEY = "splits"
@@ -41,14 +41,6 @@ def default_artifact_root() -> str | None:
     if "MLFLOW_TRACKING_URI" in os.environ and not default_tracking_uri().startswith("sqlite"):
         return None
     return os.environ.get("ML_ASSETS_MLFLOW_ARTIFACTS", (project_home() / "mlartifacts").as_uri())
-
-
-def write_text_atomic(path: UPath, text: str) -> None:
-    """Write ``text`` to ``path`` whole or not at all (a temporary file renamed into place)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # one per writer
-    tmp.write_text(text)
-    tmp.rename(path)
 
 
 class MlflowResource(dg.ConfigurableResource):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import importlib
+import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -45,6 +46,15 @@ def load_raw(spec: MLSpec) -> pl.DataFrame:
             f"{frame.width} columns); point 'source' at a file with data"
         )
     return frame
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` (a local path or UPath) whole or not at all: a temporary
+    file, one per writer, renamed into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.rename(path)
 
 
 def _refuse_duplicated_headers(spec: MLSpec, path: Path, columns: list[str]) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any, Literal
 import polars as pl
 
 from ml_assets.lib import value_checks
-from ml_assets.lib.data import ROW_ID, fingerprint
+from ml_assets.lib.data import ROW_ID, fingerprint, write_text_atomic
 from ml_assets.lib.spec import ColumnContract, MLSpec
 from ml_assets.lib.value_checks import Failure
 
@@ -71,10 +70,7 @@ class LearnedContract:
 
     def save(self, path: Path) -> None:
         """Written whole or not at all: a killed run leaves the previous file (or none)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # one per writer
-        tmp.write_text(json.dumps(asdict(self), indent=2, default=str))
-        tmp.rename(path)
+        write_text_atomic(path, json.dumps(asdict(self), indent=2, default=str))
 
     @classmethod
     def load(cls, path: Path) -> LearnedContract | None:

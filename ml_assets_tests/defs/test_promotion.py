@@ -27,6 +27,17 @@ evaluation: {bootstrap_samples: 200}
 """
 
 
+def _learnable_spec(directory: Path) -> None:
+    """The 'noise' spec over 600 rows whose label does follow feature a."""
+    rng = np.random.default_rng(3)
+    rows = 600
+    x = rng.normal(size=rows)
+    pl.DataFrame(
+        {"a": x, "b": rng.normal(size=rows), "label": (x + rng.normal(size=rows) > 0).astype(int)}
+    ).write_csv(directory / "noise.csv")
+    (directory / "noise.yaml").write_text(NOISE_SPEC)
+
+
 def test_noise_candidate_fails_the_gate_and_gets_no_alias(home: Path, tmp_path: Path) -> None:
     rng = np.random.default_rng(7)
     rows = 600
@@ -54,13 +65,7 @@ def test_noise_candidate_fails_the_gate_and_gets_no_alias(home: Path, tmp_path: 
 
 def test_models_from_other_splits_are_refused(home: Path, tmp_path: Path) -> None:
     """A partial re-run with new splits must not score old models on rows they learned from."""
-    rng = np.random.default_rng(3)
-    rows = 600
-    x = rng.normal(size=rows)
-    pl.DataFrame(
-        {"a": x, "b": rng.normal(size=rows), "label": (x + rng.normal(size=rows) > 0).astype(int)}
-    ).write_csv(tmp_path / "noise.csv")
-    (tmp_path / "noise.yaml").write_text(NOISE_SPEC)
+    _learnable_spec(tmp_path)
     instance = dg.DagsterInstance.ephemeral()
     assert run_job(build_definitions(str(tmp_path)), "train_noise", instance).success
     champion = mlflow_client().get_model_version_by_alias("noise", "champion").version
@@ -83,13 +88,7 @@ def test_models_from_other_splits_are_refused(home: Path, tmp_path: Path) -> Non
 def test_rerunning_champion_model_alone_registers_nothing_again(home: Path, tmp_path: Path) -> None:
     """A retried or re-executed champion_model step finds its candidate run registered
     already: no second version, and the registry's record stands."""
-    rng = np.random.default_rng(3)
-    rows = 600
-    x = rng.normal(size=rows)
-    pl.DataFrame(
-        {"a": x, "b": rng.normal(size=rows), "label": (x + rng.normal(size=rows) > 0).astype(int)}
-    ).write_csv(tmp_path / "noise.csv")
-    (tmp_path / "noise.yaml").write_text(NOISE_SPEC)
+    _learnable_spec(tmp_path)
     instance = dg.DagsterInstance.ephemeral()
     defs = build_definitions(str(tmp_path))
     assert run_job(defs, "train_noise", instance).success
@@ -128,13 +127,7 @@ def test_a_version_left_pending_by_a_killed_run_is_resolved(home: Path) -> None:
 def test_mlflow_runs_a_killed_job_left_running_are_ended(home: Path, tmp_path: Path) -> None:
     """A job killed mid-training leaves its MLflow run RUNNING; once its Dagster run has ended
     (failed, terminated or deleted), the next training run of the spec marks it KILLED."""
-    rng = np.random.default_rng(3)
-    rows = 600
-    x = rng.normal(size=rows)
-    pl.DataFrame(
-        {"a": x, "b": rng.normal(size=rows), "label": (x + rng.normal(size=rows) > 0).astype(int)}
-    ).write_csv(tmp_path / "noise.csv")
-    (tmp_path / "noise.yaml").write_text(NOISE_SPEC)
+    _learnable_spec(tmp_path)
     client = mlflow_client()
     tracker = Tracker(client.tracking_uri)
     experiment = tracker.experiment_id("noise")
