@@ -222,7 +222,7 @@ def derive_inputs(spec: MLSpec, rows: pl.DataFrame) -> pl.DataFrame:
     """New rows to score: the spec's derived columns except the target (labels come later)."""
     derived = {k: v for k, v in spec.derive.items() if k != spec.target}
     try:
-        return rows.with_columns([pl.sql_expr(e).alias(k) for k, e in derived.items()])
+        return nan_as_null(rows.with_columns([pl.sql_expr(e).alias(k) for k, e in derived.items()]))
     except pl.exceptions.PolarsError as exc:
         raise DataError(f"spec '{spec.name}': 'derive' failed on rows to score: {exc}") from exc
 
@@ -244,7 +244,13 @@ def build_features(spec: MLSpec, raw: pl.DataFrame) -> pl.DataFrame:
             f"nor derived; available columns: {frame.columns}"
         )
     frame = frame.drop([c for c in spec.drop if c in frame.columns])
-    return frame.with_row_index(ROW_ID)
+    return nan_as_null(frame).with_row_index(ROW_ID)
+
+
+def nan_as_null(frame: pl.DataFrame) -> pl.DataFrame:
+    """Floating-point NaN (a CSV's 'NaN', a derived 0/0) is a missing value, as pandas has it:
+    counted by the null checks and imputed like any null, never fed to a model as a number."""
+    return frame.with_columns(pl.col(pl.Float32, pl.Float64).fill_nan(None))
 
 
 def feature_columns(spec: MLSpec, frame: pl.DataFrame) -> list[str]:

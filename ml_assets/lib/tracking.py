@@ -109,28 +109,35 @@ class Tracker:
     @cached_property
     def client(self) -> MlflowClient:
         # One client per tracker: creating one costs ~0.2 s (store and registry setup).
-        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        # Creating a client creates a fresh store's schema: two processes doing it at once
+        # crash in MLflow's migrations, so they take turns.
+        with self._first_touch_lock():
+            client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+            client.search_registered_models(max_results=1)  # the registry store is lazy
+        return client
 
     def _activate(self) -> None:
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.tracking_uri)
 
     def _first_touch_lock(self) -> contextlib.AbstractContextManager[object]:
-        """Steps in parallel processes must not create a fresh SQLite store's schema at once."""
+        """Steps in parallel processes must not create a fresh SQLite store's schema, or one
+        experiment, at once."""
         if self.tracking_uri.startswith("sqlite:///"):
             return FileLock(self.tracking_uri.removeprefix("sqlite:///") + ".lock")
         return contextlib.nullcontext()
 
     def experiment_id(self, name: str) -> str:
         self._activate()
-        with self._first_touch_lock():
-            exp = self.client.get_experiment_by_name(name)
+        client = self.client
+        with self._first_touch_lock():  # two processes creating one experiment take turns
+            exp = client.get_experiment_by_name(name)
             if exp is not None:
                 return exp.experiment_id
             location = f"{self.artifact_root.rstrip('/')}/{name}" if self.artifact_root else None
             # The MLflow UI opens an experiment of this kind in its model-training view (runs,
             # metrics, models), not the GenAI view of traces and prompts.
-            return self.client.create_experiment(
+            return client.create_experiment(
                 name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: MODEL_DEVELOPMENT}
             )
 

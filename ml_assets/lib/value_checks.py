@@ -202,9 +202,36 @@ def _column_failures(
                 _examples(values, 3),
             )
         )
-    elif dtype == pl.String and declared_type not in ("string", "categorical"):
-        out += _text_failures(values, rows, where)
+    elif declared_type not in ("string", "categorical", "numeric"):
+        if dtype == pl.String or isinstance(dtype, pl.Categorical | pl.Enum):
+            out += _text_failures(values.cast(pl.String), rows, where)
+        elif dtype.is_integer():
+            out += _row_number_failures(values, rows, where)
     return out
+
+
+def _row_number_failures(values: pl.Series, rows: int, where: str) -> list[Failure]:
+    """Whole numbers, each row its own, filling a range: row numbers or ids, which a model
+    would read as a quantity."""
+    distinct = values.n_unique()
+    if rows < IDENTIFIER_MIN_ROWS or distinct < values.len() or distinct < IDENTIFIER_SHARE * rows:
+        return []
+    span = int(values.max()) - int(values.min()) + 1  # type: ignore[arg-type]
+    if span > distinct / IDENTIFIER_SHARE:
+        return []
+    name = values.name
+    return [
+        Failure(
+            "identifier",
+            name,
+            f"{where} numbers its {rows} rows: {distinct} distinct whole numbers filling "
+            f"{values.min()}..{values.max()}, e.g. {_examples(values, 3)}: an identifier, not a "
+            f"quantity; add it to 'drop' (or declare validation.columns.{name}.type: numeric if "
+            "it really is a feature)",
+            distinct,
+            _examples(values, 3),
+        )
+    ]
 
 
 def _text_failures(values: pl.Series, rows: int, where: str) -> list[Failure]:

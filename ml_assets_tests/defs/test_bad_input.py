@@ -227,6 +227,20 @@ def _z_as(values: list[object]) -> pl.DataFrame:
             id="identifier column",
         ),
         pytest.param(
+            _frame().with_columns(pl.int_range(pl.len()).shuffle(seed=1).alias("row_no")),
+            "",
+            "identifier",
+            "column 'row_no' numbers its 200 rows",
+            id="row numbers",
+        ),
+        pytest.param(
+            _frame().with_columns(pl.lit(float("nan")).alias("z")),
+            "",
+            "all_null",
+            "column 'z' is null in all 200 rows",
+            id="all-NaN feature",
+        ),
+        pytest.param(
             _z_as(["1.5", "2", "n/a", "3.25", "7", "unknown", "4", "8"]),
             "",
             "mixed_types",
@@ -294,3 +308,19 @@ def test_duplicated_header_is_refused_at_raw_data(home: Path, tmp_path: Path) ->
     message = step_error_text(result)
     assert "repeats the column header(s) ['x']" in message and "data.csv" in message
     assert materialized(result) == set() and _nothing_promoted()
+
+
+def test_nan_values_are_missing_values_for_every_model(home: Path, tmp_path: Path) -> None:
+    """A CSV's 'NaN' is read as a missing value: counted, imputed for the GLM (statsmodels
+    refuses NaN), and the run trains and promotes as with empty cells."""
+    directory = _spec_dir(tmp_path, _frame())
+    spec = (directory / "bad.yaml").read_text()
+    (directory / "bad.yaml").write_text(spec.replace("lightgbm:", "glm: {}\n  lightgbm:"))
+    frame = _frame(400).with_columns(
+        pl.when(pl.int_range(pl.len()) % 9 == 0).then(float("nan")).otherwise("z").alias("z")
+    )
+    frame.write_csv(directory / "data.csv")
+    assert "NaN" in (directory / "data.csv").read_text()
+    result = _run(directory)
+    assert result.success, step_error_text(result)
+    assert {"bad/candidate_glm", "bad/champion_model"} <= materialized(result)
