@@ -310,6 +310,12 @@ def tracking_metrics(ev: Evaluation) -> dict[str, float]:
         f"improvement_vs_baseline_{p}": ev.vs_baseline.value,
         f"improvement_vs_baseline_{p}_ci_lower": ev.vs_baseline.lower,
     }
+    seasonal = ev.forecast.vs_seasonal_naive if ev.forecast is not None else None
+    if seasonal is not None:  # forecasts: the Diebold-Mariano test against seasonal naive
+        out |= {
+            "dm_statistic_vs_seasonal_naive": seasonal.statistic,
+            "dm_p_value_vs_seasonal_naive": seasonal.p_value,
+        }
     if ev.champion is not None and ev.vs_champion is not None:
         # The champion scored on the same test rows: what a retraining decision rests on.
         out |= {

@@ -1,6 +1,7 @@
-"""Forecasting candidates behind the interface of forecast_base.py: ETS and SARIMAX (statsmodels),
-Prophet, and LightGBM forecasting recursively on lag, rolling and season-position features of
-the first-differenced series (trees cannot extrapolate a trend; differences remove it).
+"""Forecasting candidates behind the interface of forecast_base.py: Holt-Winters ETS and SARIMAX
+with Fourier terms of the calendar season (statsmodels), Prophet, and LightGBM forecasting
+recursively on lag, rolling and season-position features of the first-differenced series
+(trees cannot extrapolate a trend; differences remove it).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import polars as pl
 
 from ml_assets.lib.cores import available_threads
@@ -39,6 +39,7 @@ from ml_assets.lib.timeseries import (
     assert_no_lookahead,
     lag_features,
     mase_scale,
+    seasonal_cycle,
 )
 
 log = logging.getLogger(__name__)
@@ -46,36 +47,44 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ETSForecaster(Forecaster):
+    """Holt-Winters exponential smoothing (statsmodels ``holtwinters``, whose optimiser fits
+    long seasonal series where ``ETSModel``'s does not converge). Intervals are normal with the
+    h-step variance of the additive-error state-space form, as statsmodels' ``simulate`` has
+    it: sigma^2 (1 + sum_j c_j^2), c_j = alpha + beta (phi + ... + phi^j) + gamma [m divides j]."""
+
     trend: str | None = "add"
     damped_trend: bool = False
     seasonal: str | None = "add"
     result: Any = None
 
     def _fit(self, y: np.ndarray, history: pl.DataFrame) -> None:
-        from statsmodels.tsa.exponential_smoothing.ets import ETSModel
+        from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
         seasonal = self.seasonal if self.seasonal_period > 1 else None
-        model = ETSModel(
-            pd.Series(y),
-            error="add",
+        model = ExponentialSmoothing(
+            y,
             trend=self.trend,
             damped_trend=self.damped_trend and bool(self.trend),
             seasonal=seasonal,
             seasonal_periods=self.seasonal_period if seasonal else None,
+            initialization_method="estimated",
         )
-        self.result = model.fit(disp=False, maxiter=200)
+        self.result = model.fit()
 
     def _forecast(self, horizon: int, future: pl.DataFrame | None) -> Forecast:
-        n = self.n_train
-        frame = self.result.get_prediction(start=n, end=n + horizon - 1).summary_frame(
-            alpha=1 - self.level
-        )
-        return Forecast(
-            frame["mean"].to_numpy(), frame["pi_lower"].to_numpy(), frame["pi_upper"].to_numpy()
-        )
+        params = self.result.params
+        alpha = float(params["smoothing_level"])
+        beta = float(params["smoothing_trend"]) if self.trend else 0.0
+        gamma = float(params["smoothing_seasonal"]) if self.result.model.seasonal else 0.0
+        phi = float(params["damping_trend"]) if self.damped_trend and self.trend else 1.0
+        j = np.arange(1, horizon)
+        c = alpha + beta * np.cumsum(phi**j) + gamma * (j % max(self.seasonal_period, 1) == 0)
+        sigma2 = float(self.result.sse) / max(self.n_train, 1)
+        sd = np.sqrt(sigma2 * np.concatenate([[1.0], 1 + np.cumsum(c**2)]))
+        return normal_interval(np.asarray(self.result.forecast(horizon)), sd, self.z)
 
 
-def fourier_terms(positions: np.ndarray, period: int, pairs: int) -> np.ndarray:
+def fourier_terms(positions: np.ndarray, period: float, pairs: int) -> np.ndarray:
     """sin/cos pairs of the season position: a smooth seasonal shape for any period length."""
     cols = [
         f(2 * np.pi * k * positions / period) for k in range(1, pairs + 1) for f in (np.sin, np.cos)
@@ -91,7 +100,8 @@ class SARIMAXForecaster(Forecaster):
     result: Any = None
 
     def _exog(self, positions: np.ndarray, frame: pl.DataFrame | None) -> np.ndarray | None:
-        parts = [fourier_terms(positions, self.seasonal_period, self.fourier_pairs)]
+        cycle = seasonal_cycle(self.frequency, self.seasonal_period)
+        parts = [fourier_terms(positions, cycle, self.fourier_pairs)]
         if self.exogenous and frame is not None:
             parts.append(frame.select(self.exogenous).cast(pl.Float64).to_numpy())
         exog = np.column_stack(parts)
@@ -164,7 +174,8 @@ class LightGBMForecaster(Forecaster):
     builder: FeatureBuilder | None = None
 
     def _positions(self, start: int, n: int) -> np.ndarray:
-        return (np.arange(start, start + n) % self.seasonal_period).astype(float)
+        cycle = seasonal_cycle(self.frequency, self.seasonal_period)
+        return np.arange(start, start + n) % cycle
 
     def _fit(self, y: np.ndarray, history: pl.DataFrame) -> None:
         import lightgbm as lgb

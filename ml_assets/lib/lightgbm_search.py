@@ -18,9 +18,15 @@ import numpy as np
 # the rest of the process (1.5 GiB per 10M rows).
 import optuna
 
+from ml_assets.lib import folds
 from ml_assets.lib.cores import available_threads
 from ml_assets.lib.metrics import Metric, score
-from ml_assets.lib.models import LightGBMModel, TrainingData, choose_threshold
+from ml_assets.lib.models import (
+    LightGBMModel,
+    TrainingData,
+    choose_threshold,
+    with_validation_rows,
+)
 from ml_assets.lib.preprocess import Preprocessor
 from ml_assets.lib.spec import LightGBMCandidate
 
@@ -98,8 +104,9 @@ class _Trial:
 def train_lightgbm(data: TrainingData, cfg: LightGBMCandidate, primary: Metric) -> LightGBMModel:
     """Optuna (TPE, seeded) search scored on the validation split.
 
-    Early stopping watches a separate slice of the training rows (``early_stopping_fraction``),
-    so validation scores are not also the numbers that chose the number of trees. With more
+    Early stopping watches a separate slice of the training rows (``early_stopping_fraction``,
+    held out as the split holds rows out: ``folds.holdout``), so validation scores are not also
+    the numbers that chose the number of trees. With more
     fit rows than ``search_rows``, the search is a two-rung successive halving: every trial
     fits a seeded subsample of ``search_rows`` rows (validation and stopping rows sampled in
     the same proportion), then the ``finalists`` best are refit on every row and the one best
@@ -109,7 +116,9 @@ def train_lightgbm(data: TrainingData, cfg: LightGBMCandidate, primary: Metric) 
     seed = data.spec.split.seed
     prep = Preprocessor.fit(data.train, data.features, data.categorical)
     x_all = prep.codes(data.train)
-    fit_rows, stop_rows = _early_stopping_split(len(x_all), cfg.early_stopping_fraction, seed)
+    # The stopping rows are held out as the spec's split holds rows out (whole groups, the
+    # latest in time): rows of one entity on both sides would make early stopping stop late.
+    fit_rows, stop_rows = folds.holdout(data.spec, data.train, cfg.early_stopping_fraction)
     full = _Rows(
         x_all[fit_rows],
         data.y_train[fit_rows],
@@ -158,6 +167,15 @@ def train_lightgbm(data: TrainingData, cfg: LightGBMCandidate, primary: Metric) 
     booster = best.booster
     booster.best_iteration = booster.best_iteration or booster.current_iteration()
     params = {**best.params, "best_iteration": booster.best_iteration, **search}
+    booster = _trimmed(booster)
+    if data.spec.split.refit:  # the chosen settings and number of trees, on train + validation
+        prep, booster = _refit(
+            best.params, params["best_iteration"], with_validation_rows(data), cat_idx
+        )
+        params |= {
+            "refit": "train+validation",
+            "refit_rows": data.train.height + len(data.y_validation),
+        }
     model = LightGBMModel(
         "lightgbm",
         "lightgbm",
@@ -167,9 +185,9 @@ def train_lightgbm(data: TrainingData, cfg: LightGBMCandidate, primary: Metric) 
         data.positive,
         params,
         prep=prep,
-        booster=_trimmed(booster),
+        booster=booster,
     )
-    model.validation_scores = best.scores  # the best trial's, equal to the trimmed booster's
+    model.validation_scores = best.scores  # the best trial's: of the fit before any refit
     if data.spec.task == "classification":
         model.threshold = choose_threshold(data.y_validation, best.scores)
     return model
@@ -196,11 +214,16 @@ def _fit_and_score(
     return _Trial(_validation_score(primary, rows.y_val, scores), params, booster, scores)
 
 
-def _early_stopping_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices (fit, early stopping) of the training rows, shuffled with the spec's seed."""
-    order = np.random.default_rng([seed, 1]).permutation(n)
-    stop = max(1, int(round(n * fraction)))
-    return np.sort(order[stop:]), np.sort(order[:stop])
+def _refit(
+    params: dict[str, Any], rounds: int, data: TrainingData, cat_idx: list[int]
+) -> tuple[Preprocessor, Any]:
+    """The category coding and a booster of ``rounds`` trees with ``params``, fitted on every
+    row of ``data.train`` (no early stopping: the number of trees was chosen already)."""
+    import lightgbm as lgb
+
+    prep = Preprocessor.fit(data.train, data.features, data.categorical)
+    train_set = lgb.Dataset(prep.codes(data.train), data.y_train, categorical_feature=cat_idx)
+    return prep, lgb.train(params, train_set, max(rounds, 1))
 
 
 def _trimmed(booster: Any) -> Any:

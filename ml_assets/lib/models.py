@@ -7,6 +7,7 @@ report and promotion code only ever see that interface, so forecasting models ca
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -55,6 +56,15 @@ def prepare(spec: MLSpec, train: pl.DataFrame, validation: pl.DataFrame) -> Trai
         positive,
         encode_target(spec, train, positive),
         encode_target(spec, validation, positive),
+    )
+
+
+def with_validation_rows(data: TrainingData) -> TrainingData:
+    """The rows of a final refit: train and validation together (the test split never)."""
+    return dataclasses.replace(
+        data,
+        train=pl.concat([data.train, data.validation], how="vertical_relaxed"),
+        y_train=np.concatenate([data.y_train, data.y_validation]),
     )
 
 
@@ -178,6 +188,13 @@ def train_glm(data: TrainingData, cfg: GLMCandidate) -> GLMModel:
     }[family_name]
     prep = Preprocessor.fit(data.train, data.features, data.categorical)
     result = sm.GLM(data.y_train, prep.design(data.train), family=family).fit()
+    validation_scores = np.asarray(result.predict(prep.design(data.validation)), dtype=np.float64)
+    params: dict[str, Any] = {"family": family_name, "standardized": True}
+    if data.spec.split.refit:  # the same model on train + validation rows
+        refit = with_validation_rows(data)
+        prep = Preprocessor.fit(refit.train, data.features, data.categorical)
+        result = sm.GLM(refit.y_train, prep.design(refit.train), family=family).fit()
+        params |= {"refit": "train+validation", "refit_rows": refit.train.height}
     names = prep.design_names()
     coefficients = pl.DataFrame(
         {
@@ -195,13 +212,14 @@ def train_glm(data: TrainingData, cfg: GLMCandidate) -> GLMModel:
         data.spec.task,
         data.features,
         data.positive,
-        {"family": family_name, "standardized": True},
+        params,
         prep=prep,
         coefficients=coefficients,
         result=result,
     )
+    model.validation_scores = validation_scores  # of the fit on train: honest on validation
     if data.spec.task == "classification":
-        model.threshold = choose_threshold(data.y_validation, model.predict(data.validation))
+        model.threshold = choose_threshold(data.y_validation, validation_scores)
     return model
 
 

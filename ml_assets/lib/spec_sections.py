@@ -56,6 +56,12 @@ class SplitConfig(Strict):
         description="temporal only: time left out before validation and test "
         "(a polars duration like '7d' for date columns, a number for numeric ones)",
     )
+    refit: bool = Field(
+        True,
+        description="tabular candidates: after the settings (trees, threshold) are chosen on "
+        "the validation rows, the final model is fitted again with them on train + "
+        "validation rows; validation metrics stay those of the fit on train",
+    )
 
 
 class MetricsConfig(Strict):
@@ -110,7 +116,7 @@ class LightGBMCandidate(Strict):
 
 
 class ETSCandidate(Strict):
-    """statsmodels ETSModel (additive errors); intervals from its state-space model."""
+    """Holt-Winters exponential smoothing (statsmodels); intervals from simulated paths."""
 
     enabled: bool = True
     trend: Literal["add", "mul"] | None = "add"

@@ -4,6 +4,7 @@ lag features and the check that a feature builder never looks past its forecast 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -268,3 +269,19 @@ def mase_scale(y: np.ndarray, period: int) -> float:
     m = period if len(y) > period else 1
     scale = float(np.mean(np.abs(y[m:] - y[:-m]))) if len(y) > m else 0.0
     return scale if scale > 0 else 1.0
+
+
+YEAR_DAYS = 365.2425
+_STEP_DAYS = {"w": 7.0, "d": 1.0, "h": 1 / 24}
+
+
+def seasonal_cycle(frequency: str, seasonal_period: int) -> float:
+    """The length of the seasonal cycle in steps, for terms that follow the calendar: a yearly
+    season has 52.18 weekly or 365.24 daily steps, not the whole 52 or 365 a spec declares (a
+    52-step cycle drifts 8 weeks from the calendar in 40 years). Any other period as declared."""
+    match = re.fullmatch(r"(\d+)([wdh])", frequency.strip())
+    if match is None or seasonal_period < 2:
+        return float(seasonal_period)
+    steps_a_year = YEAR_DAYS / (int(match.group(1)) * _STEP_DAYS[match.group(2)])
+    near_a_year = abs(seasonal_period - steps_a_year) / steps_a_year < 0.03
+    return steps_a_year if near_a_year else float(seasonal_period)

@@ -23,6 +23,7 @@ from ml_assets.lib.models import (
     train_baselines,
     train_glm,
     validation_metrics,
+    with_validation_rows,
 )
 from ml_assets.lib.spec import GLMCandidate, LightGBMCandidate
 from ml_assets_tests.lib.conftest import Fitted, classification_raw, spec_from, split_frames
@@ -182,12 +183,42 @@ def test_lightgbm_uses_every_available_core_and_records_the_count(
     np.testing.assert_array_equal(again.predict(t.test), model.predict(t.test))
 
 
+def _train_only(data: TrainingData) -> TrainingData:
+    spec = data.spec
+    return dataclasses.replace(
+        data, spec=spec.model_copy(update={"split": spec.split.model_copy(update={"refit": False})})
+    )
+
+
 def test_threshold_is_chosen_on_validation(trained_classification: Fitted) -> None:
+    """On the validation scores of the fit on train rows, before the refit on train +
+    validation: scores of rows a model learned from would choose a biased threshold."""
     t = trained_classification
+    train_only = train_glm(_train_only(t.data), GLMCandidate())
+    np.testing.assert_allclose(t.glm.validation_scores, train_only.predict(t.validation))
     for model in (t.glm, t.lightgbm):
-        expected = choose_threshold(t.data.y_validation, model.predict(t.validation))
-        assert model.threshold == expected
+        assert model.validation_scores is not None
+        assert model.threshold == choose_threshold(t.data.y_validation, model.validation_scores)
         assert 0 < model.threshold < 1
+
+
+def test_the_final_model_is_refit_on_train_and_validation_rows(
+    trained_classification: Fitted,
+) -> None:
+    t = trained_classification
+    both = with_validation_rows(t.data)
+    assert both.train.height == t.data.train.height + t.validation.height
+    alone = train_glm(_train_only(both), GLMCandidate())  # a plain fit on train + validation
+    assert t.glm.coefficients is not None and alone.coefficients is not None
+    np.testing.assert_allclose(
+        t.glm.coefficients["coefficient"].to_numpy(), alone.coefficients["coefficient"].to_numpy()
+    )
+    for model in (t.glm, t.lightgbm):
+        assert model.params["refit"] == "train+validation"
+        assert model.params["refit_rows"] == both.train.height
+    assert t.lightgbm.booster.num_trees() == t.lightgbm.params["best_iteration"]
+    train_only = _train_only(t.data)
+    assert "refit" not in train_glm(train_only, GLMCandidate()).params
 
 
 def test_glm_fit_uses_train_rows_and_threshold_uses_validation_rows(
@@ -195,14 +226,17 @@ def test_glm_fit_uses_train_rows_and_threshold_uses_validation_rows(
 ) -> None:
     t = trained_classification
     # Same training rows, validation labels inverted: same coefficients, different threshold.
-    flipped = dataclasses.replace(t.data, y_validation=1.0 - t.data.y_validation)
+    data = _train_only(t.data)
+    flipped = dataclasses.replace(data, y_validation=1.0 - data.y_validation)
+    reference = train_glm(data, GLMCandidate())
     glm = train_glm(flipped, GLMCandidate())
     assert glm.coefficients is not None and t.glm.coefficients is not None
     np.testing.assert_allclose(
-        glm.coefficients["coefficient"].to_numpy(), t.glm.coefficients["coefficient"].to_numpy()
+        glm.coefficients["coefficient"].to_numpy(),
+        reference.coefficients["coefficient"].to_numpy(),  # type: ignore[union-attr]
     )
     assert glm.threshold == choose_threshold(flipped.y_validation, glm.predict(t.validation))
-    assert glm.threshold != t.glm.threshold
+    assert glm.threshold != reference.threshold
 
 
 def test_choose_threshold_maximises_f1() -> None:
@@ -222,7 +256,8 @@ def test_model_labels_use_the_threshold(trained_classification: Fitted) -> None:
 def test_validation_metrics_use_labels_for_label_metrics(trained_classification: Fitted) -> None:
     t = trained_classification
     got = validation_metrics(t.glm, t.data, ["f1", "roc_auc"])
-    scores = t.glm.predict(t.validation)
+    scores = t.glm.validation_scores  # of the fit on train rows, not of the refit
+    assert scores is not None
     assert got["f1"] == score(get_metric("f1"), t.data.y_validation, t.glm.labels(scores))
     assert got["roc_auc"] == score(get_metric("roc_auc"), t.data.y_validation, scores)
 
@@ -295,11 +330,17 @@ def test_validation_scores_cache_matches_predict_and_is_not_pickled(
 ) -> None:
     import pickle
 
-    model = trained_classification.lightgbm
-    assert model.validation_scores is not None
-    np.testing.assert_allclose(
-        model.validation_scores, model.predict(trained_classification.validation), rtol=1e-12
+    t = trained_classification
+    model = t.lightgbm
+    assert model.validation_scores is not None and t.spec.candidates.lightgbm is not None
+    # The scores of the search's best fit on train rows, before the refit on train + validation.
+    train_only = train_lightgbm(
+        _train_only(t.data), t.spec.candidates.lightgbm, get_metric(t.spec.primary_metric)
     )
+    np.testing.assert_allclose(
+        model.validation_scores, train_only.predict(t.validation), rtol=1e-12
+    )
+    assert not np.allclose(model.validation_scores, model.predict(t.validation))
     assert pickle.loads(pickle.dumps(model)).validation_scores is None
     assert model.validation_scores is not None  # pickling does not touch the live model
 

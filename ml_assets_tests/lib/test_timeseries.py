@@ -344,3 +344,14 @@ def test_lag_feature_values_by_hand() -> None:
     np.testing.assert_allclose(x, expected, equal_nan=True)
     assert isinstance(lag_features([1, 2], [2, 3]), LagFeatures)
     np.testing.assert_allclose(lag_features([1, 2], [2, 3])(y, periods), expected, equal_nan=True)
+
+
+def test_a_yearly_season_follows_the_calendar_not_a_whole_number_of_steps() -> None:
+    from ml_assets.lib.timeseries import seasonal_cycle
+
+    assert seasonal_cycle("1w", 52) == pytest.approx(365.2425 / 7)
+    assert seasonal_cycle("1d", 365) == pytest.approx(365.2425)
+    assert seasonal_cycle("2w", 26) == pytest.approx(365.2425 / 14)
+    # Not a year: as declared.
+    assert seasonal_cycle("1d", 7) == 7.0 and seasonal_cycle("1h", 24) == 24.0
+    assert seasonal_cycle("1mo", 12) == 12.0 and seasonal_cycle("1", 4) == 4.0
