@@ -9,12 +9,16 @@ returns row positions (sorted) into the frame it is given.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
 from ml_assets.lib.spec import MLSpec
+from ml_assets.lib.splits import before_gap
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -31,23 +35,54 @@ def _group_ids(frame: pl.DataFrame, keys: list[str]) -> np.ndarray:
     return frame.select(pl.struct(keys).rank("dense").alias("g"))["g"].to_numpy() - 1
 
 
-def _time_order(spec: MLSpec, frame: pl.DataFrame) -> np.ndarray:
+def _time_cuts(spec: MLSpec, frame: pl.DataFrame, shares: list[float]) -> list[object]:
+    """The times at which the rows in time order reach each share: cuts fall between times,
+    so rows of one time stay on one side, as in the split itself."""
     assert spec.time_column is not None
-    return np.argsort(frame[spec.time_column].to_numpy(), kind="stable")
+    ordered = frame[spec.time_column].sort()
+    return [ordered[min(int(frame.height * q), frame.height - 1)] for q in shares]
+
+
+def _between(
+    spec: MLSpec, frame: pl.DataFrame, start: object | None, end: object | None
+) -> np.ndarray:
+    """Positions of rows with start <= time < end (an open side when None)."""
+    column = pl.col(spec.time_column)  # type: ignore[arg-type]
+    condition = pl.lit(True)
+    if start is not None:
+        condition = condition & (column >= start)
+    if end is not None:
+        condition = condition & (column < end)
+    return np.flatnonzero(frame.select(condition.alias("in"))["in"].to_numpy())
+
+
+def _before(spec: MLSpec, frame: pl.DataFrame, cut: object) -> np.ndarray:
+    """Positions of rows earlier than ``cut`` less the split's gap."""
+    time = frame[spec.time_column].dtype  # type: ignore[index]
+    end = pl.select(before_gap(cut, spec.split.gap).cast(time)).item()
+    return _between(spec, frame, None, end)
 
 
 def holdout(
     spec: MLSpec, frame: pl.DataFrame, fraction: float, stream: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
     """(kept, held) positions: about ``fraction`` of the rows held out as the split would
-    hold them out (latest in time, whole groups, per class, or at random; seeded)."""
+    hold them out (the latest times, with the split's gap before them; whole groups; each
+    class's share; or at random; seeded). Rows in a temporal gap are in neither."""
     n = frame.height
+    if n < 2:
+        raise ValueError(f"cannot hold out rows of {n} row(s)")
     held_n = min(max(1, int(round(n * fraction))), n - 1)
     rng = np.random.default_rng([spec.split.seed, stream])
+    groups = _group_ids(frame, spec.split.group_columns) if spec.split.group_columns else None
     if spec.split_strategy == "temporal" and spec.time_column:
-        order = _time_order(spec, frame)
-        held = order[n - held_n :]
-    elif spec.split.group_columns and (groups := _group_ids(frame, spec.split.group_columns)).max():
+        (cut,) = _time_cuts(spec, frame, [1 - held_n / n])
+        held = _between(spec, frame, cut, None)
+        kept = _before(spec, frame, cut)
+        if len(kept) and len(held):
+            return kept, held
+        held = np.argsort(frame[spec.time_column].to_numpy(), kind="stable")[n - held_n :]
+    elif groups is not None and groups.max() > 0:
         sizes = np.bincount(groups)
         order = rng.permutation(len(sizes))
         # Whole groups in shuffled order until the held rows reach the share, one group left
@@ -58,11 +93,15 @@ def holdout(
         target = frame[spec.target].to_numpy()
         held = np.concatenate(
             [
-                rng.permutation(idx)[: int(round(len(idx) * fraction))]
+                rng.permutation(idx)[: max(1, int(round(len(idx) * fraction)))]
                 for idx in (np.flatnonzero(target == c) for c in np.unique(target))
+                if len(idx) > 1
             ]
+            or [rng.permutation(n)[:held_n]]
         )
     else:
+        if groups is not None:
+            log.warning("one group of %s: rows held out at random", spec.split.group_columns)
         held = rng.permutation(n)[:held_n]
     mask = np.zeros(n, dtype=bool)
     mask[held] = True
@@ -70,8 +109,9 @@ def holdout(
 
 
 def cv_folds(spec: MLSpec, frame: pl.DataFrame, k: int, stream: int = 2) -> list[Fold]:
-    """k folds of ``frame``'s rows. Temporal: the rows in time order cut into k + 1 blocks;
-    fold i fits on blocks 0..i and scores block i + 1 (never fitting on the future). Grouped:
+    """k folds of ``frame``'s rows. Temporal: the rows cut at k times into k + 1 blocks of
+    about equal rows (rows of one time in one block); fold i scores block i + 1 and fits on
+    the rows before it less the split's gap (never on the future). Grouped:
     groups dealt to folds, largest first, each to the fold with the fewest rows. Stratified:
     each class's rows dealt round-robin in shuffled order. Otherwise shuffled rows cut in k."""
     if k < 2:
@@ -79,10 +119,11 @@ def cv_folds(spec: MLSpec, frame: pl.DataFrame, k: int, stream: int = 2) -> list
     n = frame.height
     rng = np.random.default_rng([spec.split.seed, stream])
     if spec.split_strategy == "temporal" and spec.time_column:
-        blocks = np.array_split(_time_order(spec, frame), k + 1)
+        cuts = _time_cuts(spec, frame, [(i + 1) / (k + 1) for i in range(k)])
+        ends = [*cuts[1:], None]
         return [
-            Fold(i, np.sort(np.concatenate(blocks[: i + 1])), np.sort(blocks[i + 1]))
-            for i in range(k)
+            Fold(i, _before(spec, frame, cut), _between(spec, frame, cut, end))
+            for i, (cut, end) in enumerate(zip(cuts, ends, strict=True))
         ]
     assignment = np.empty(n, dtype=int)
     if spec.split.group_columns:
@@ -91,7 +132,7 @@ def cv_folds(spec: MLSpec, frame: pl.DataFrame, k: int, stream: int = 2) -> list
         if len(sizes) < k:
             raise ValueError(
                 f"spec '{spec.name}': {len(sizes)} groups of {spec.split.group_columns} cannot "
-                f"fill {k} folds; lower split.cv_folds"
+                f"fill {k} folds; use fewer folds"
             )
         shuffled = rng.permutation(len(sizes))
         fold_of_group = np.empty(len(sizes), dtype=int)

@@ -47,10 +47,14 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ETSForecaster(Forecaster):
-    """Holt-Winters exponential smoothing (statsmodels ``holtwinters``, whose optimiser fits
-    long seasonal series where ``ETSModel``'s does not converge). Intervals are normal with the
-    h-step variance of the additive-error state-space form, as statsmodels' ``simulate`` has
-    it: sigma^2 (1 + sum_j c_j^2), c_j = alpha + beta (phi + ... + phi^j) + gamma [m divides j]."""
+    """Holt-Winters exponential smoothing, additive (statsmodels ``holtwinters``, whose
+    optimiser fits long seasonal series where ``ETSModel``'s does not converge).
+
+    Intervals are normal with the h-step variance of the equivalent additive-error state-space
+    model: sigma^2 (1 + sum_{j<h} c_j^2), c_j = alpha + alpha beta (phi + ... + phi^j) +
+    gamma [m divides j], where beta is the Holt-Winters trend smoothing (the state-space trend
+    coefficient is alpha beta) and sigma^2 the in-sample one-step error variance on
+    n - (estimated parameters and initial states) degrees of freedom."""
 
     trend: str | None = "add"
     damped_trend: bool = False
@@ -72,16 +76,31 @@ class ETSForecaster(Forecaster):
         self.result = model.fit()
 
     def _forecast(self, horizon: int, future: pl.DataFrame | None) -> Forecast:
+        if "exponential_smoothing.ets" in type(self.result).__module__:
+            return self._ets_model_forecast(horizon)  # a champion pickled before Holt-Winters
         params = self.result.params
+        trend, seasonal = bool(self.result.model.trend), bool(self.result.model.seasonal)
+        damped = trend and bool(self.result.model.damped_trend)
         alpha = float(params["smoothing_level"])
-        beta = float(params["smoothing_trend"]) if self.trend else 0.0
-        gamma = float(params["smoothing_seasonal"]) if self.result.model.seasonal else 0.0
-        phi = float(params["damping_trend"]) if self.damped_trend and self.trend else 1.0
+        beta = float(params["smoothing_trend"]) if trend else 0.0
+        gamma = float(params["smoothing_seasonal"]) if seasonal else 0.0
+        phi = float(params["damping_trend"]) if damped else 1.0
+        m = self.seasonal_period
         j = np.arange(1, horizon)
-        c = alpha + beta * np.cumsum(phi**j) + gamma * (j % max(self.seasonal_period, 1) == 0)
-        sigma2 = float(self.result.sse) / max(self.n_train, 1)
+        c = alpha + alpha * beta * np.cumsum(phi**j) + (gamma * (j % m == 0) if seasonal else 0.0)
+        estimated = 2 + 2 * trend + (m + 1) * seasonal + damped
+        sigma2 = float(self.result.sse) / max(self.n_train - estimated, 1)
         sd = np.sqrt(sigma2 * np.concatenate([[1.0], 1 + np.cumsum(c**2)]))
         return normal_interval(np.asarray(self.result.forecast(horizon)), sd, self.z)
+
+    def _ets_model_forecast(self, horizon: int) -> Forecast:
+        n = self.n_train
+        frame = self.result.get_prediction(start=n, end=n + horizon - 1).summary_frame(
+            alpha=1 - self.level
+        )
+        return Forecast(
+            frame["mean"].to_numpy(), frame["pi_lower"].to_numpy(), frame["pi_upper"].to_numpy()
+        )
 
 
 def fourier_terms(positions: np.ndarray, period: float, pairs: int) -> np.ndarray:
@@ -97,11 +116,12 @@ class SARIMAXForecaster(Forecaster):
     order: tuple[int, int, int] = (1, 1, 1)
     fourier_pairs: int = 3
     trend: str = "c"
+    cycle: float = 0.0  # steps per seasonal cycle, set at fit (seasonal_cycle)
     result: Any = None
 
     def _exog(self, positions: np.ndarray, frame: pl.DataFrame | None) -> np.ndarray | None:
-        cycle = seasonal_cycle(self.frequency, self.seasonal_period)
-        parts = [fourier_terms(positions, cycle, self.fourier_pairs)]
+        # The cycle the model was fitted with (0.0: pickled before it was kept, the declared one)
+        parts = [fourier_terms(positions, self.cycle or self.seasonal_period, self.fourier_pairs)]
         if self.exogenous and frame is not None:
             parts.append(frame.select(self.exogenous).cast(pl.Float64).to_numpy())
         exog = np.column_stack(parts)
@@ -110,6 +130,7 @@ class SARIMAXForecaster(Forecaster):
     def _fit(self, y: np.ndarray, history: pl.DataFrame) -> None:
         import statsmodels.api as sm
 
+        self.cycle = seasonal_cycle(self.frequency, self.seasonal_period)
         exog = self._exog(np.arange(len(y)), history)
         trend = self.trend if self.order[1] == 0 or self.trend in ("n", "t") else "t"
         model = sm.tsa.SARIMAX(y, exog=exog, order=self.order, trend=trend)
@@ -169,16 +190,19 @@ class LightGBMForecaster(Forecaster):
     windows: list[int] = field(default_factory=list)
     lgb_params: dict[str, Any] = field(default_factory=dict)
     rounds: int = 200
+    cycle: float = 0.0  # steps per seasonal cycle, set at fit (seasonal_cycle)
     booster: Any = None
     tail: np.ndarray = field(default_factory=lambda: np.zeros(0))
     builder: FeatureBuilder | None = None
 
     def _positions(self, start: int, n: int) -> np.ndarray:
-        cycle = seasonal_cycle(self.frequency, self.seasonal_period)
-        return np.arange(start, start + n) % cycle
+        # The cycle the model was fitted with (0.0: pickled before it was kept, the declared one)
+        return (np.arange(start, start + n) % (self.cycle or self.seasonal_period)).astype(float)
 
     def _fit(self, y: np.ndarray, history: pl.DataFrame) -> None:
         import lightgbm as lgb
+
+        self.cycle = seasonal_cycle(self.frequency, self.seasonal_period)
 
         self.builder = lag_features(self.lags, self.windows)
         dy = np.diff(y)

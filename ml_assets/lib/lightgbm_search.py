@@ -223,7 +223,31 @@ def _refit(
 
     prep = Preprocessor.fit(data.train, data.features, data.categorical)
     train_set = lgb.Dataset(prep.codes(data.train), data.y_train, categorical_feature=cat_idx)
-    return prep, lgb.train(params, train_set, max(rounds, 1))
+    # A round count or early stopping among the user's params would override the one chosen.
+    fixed = {k: v for k, v in params.items() if k not in ROUNDS_AND_STOPPING}
+    return prep, lgb.train(fixed, train_set, max(rounds, 1))
+
+
+# LightGBM's names (and aliases) for the number of rounds and for early stopping.
+ROUNDS_AND_STOPPING = frozenset(
+    {
+        "num_iterations",
+        "num_iteration",
+        "n_iter",
+        "num_tree",
+        "num_trees",
+        "num_round",
+        "num_rounds",
+        "nrounds",
+        "num_boost_round",
+        "n_estimators",
+        "max_iter",
+        "early_stopping_round",
+        "early_stopping_rounds",
+        "early_stopping",
+        "n_iter_no_change",
+    }
+)
 
 
 def _trimmed(booster: Any) -> Any:

@@ -116,12 +116,13 @@ class LightGBMCandidate(Strict):
 
 
 class ETSCandidate(Strict):
-    """Holt-Winters exponential smoothing (statsmodels); intervals from simulated paths."""
+    """Additive Holt-Winters exponential smoothing (statsmodels); normal intervals from its
+    state-space h-step variance (a multiplicative season: model the log of the series)."""
 
     enabled: bool = True
-    trend: Literal["add", "mul"] | None = "add"
+    trend: Literal["add"] | None = "add"
     damped_trend: bool = False
-    seasonal: Literal["add", "mul"] | None = "add"
+    seasonal: Literal["add"] | None = "add"
 
 
 class SARIMAXCandidate(Strict):

@@ -72,9 +72,9 @@ def _temporal(spec: MLSpec, features: pl.DataFrame) -> pl.DataFrame:
     split = (
         pl.when(pl.col(time) >= test_start)
         .then(pl.lit("test"))
-        .when((pl.col(time) >= val_start) & (pl.col(time) < _minus(test_start, gap)))
+        .when((pl.col(time) >= val_start) & (pl.col(time) < before_gap(test_start, gap)))
         .then(pl.lit("validation"))
-        .when(pl.col(time) < _minus(val_start, gap))
+        .when(pl.col(time) < before_gap(val_start, gap))
         .then(pl.lit("train"))
         .otherwise(pl.lit(None))
     )
@@ -82,7 +82,8 @@ def _temporal(spec: MLSpec, features: pl.DataFrame) -> pl.DataFrame:
     return out
 
 
-def _minus(value: object, gap: float | str | None) -> pl.Expr:
+def before_gap(value: object, gap: float | str | None) -> pl.Expr:
+    """``value`` less the temporal split's gap (a polars duration or a number), as a literal."""
     lit = pl.lit(value)
     if gap is None or gap == 0:
         return lit

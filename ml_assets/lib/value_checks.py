@@ -202,11 +202,11 @@ def _column_failures(
                 _examples(values, 3),
             )
         )
-    elif declared_type not in ("string", "categorical", "numeric"):
-        if dtype == pl.String or isinstance(dtype, pl.Categorical | pl.Enum):
+    elif dtype == pl.String or isinstance(dtype, pl.Categorical | pl.Enum):
+        if declared_type not in ("string", "categorical"):
             out += _text_failures(values.cast(pl.String), rows, where)
-        elif dtype.is_integer():
-            out += _row_number_failures(values, rows, where)
+    elif dtype.is_integer() and declared_type != "numeric":
+        out += _row_number_failures(values, rows, where)
     return out
 
 

@@ -108,7 +108,30 @@ def test_random_folds_partition_the_rows_and_refuse_one_fold() -> None:
         folds.cv_folds(spec_from(), frame, 1)
 
 
-def test_too_few_groups_for_the_folds_name_the_field() -> None:
+def test_too_few_groups_for_the_folds_are_refused() -> None:
     frame = _frame().with_columns((pl.col("person") % 3).alias("person"))
-    with pytest.raises(ValueError, match="split.cv_folds"):
+    with pytest.raises(ValueError, match="3 groups of \\['person'\\] cannot fill 5 folds"):
         folds.cv_folds(spec_from(GROUPED), frame, 5)
+
+
+def test_rows_of_one_time_stay_together_and_the_gap_is_left_out() -> None:
+    """As in the temporal split itself: a cut falls between times, and the split's gap is
+    left out before the held rows and before every fold's scored rows."""
+    frame = _frame().with_columns(
+        (pl.col("day").cast(pl.Int64) // 10).alias("week")  # ten rows per time
+    )
+    spec = spec_from({"time_column": "week", "split": {"strategy": "temporal", "gap": 2}})
+    kept, held = folds.holdout(spec, frame, 0.15)
+    week = frame["week"].to_numpy()
+    assert week[kept].max() < week[held].min() - 2  # two weeks of gap
+    assert set(week[held]).isdisjoint(week[kept])
+    for fold in folds.cv_folds(spec, frame, 3):
+        assert week[fold.fit].max() < week[fold.score].min() - 2
+        assert set(week[fold.score]).isdisjoint(week[fold.fit])
+
+
+def test_a_small_class_still_has_an_early_stopping_row() -> None:
+    frame = _frame(200).with_columns((pl.int_range(pl.len()) < 4).cast(pl.Int64).alias("y"))
+    kept, held = folds.holdout(spec_from(STRATIFIED), frame, 0.1)
+    y = frame["y"].to_numpy()
+    assert y[held].sum() == 1 and y[kept].sum() == 3

@@ -374,3 +374,16 @@ assert all(r() is None for r in refs), "training data still referenced after tra
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_refit_keeps_its_chosen_rounds_whatever_the_users_params_say(
+    trained_classification: Fitted,
+) -> None:
+    """Early stopping or a round count among the user's LightGBM params steer the search;
+    the refit on train + validation has no rows to stop on and uses the rounds chosen."""
+    t = trained_classification
+    assert t.spec.candidates.lightgbm is not None
+    cfg = t.spec.candidates.lightgbm.model_copy(update={"params": {"early_stopping_round": 3}})
+    model = train_lightgbm(t.data, cfg, get_metric("roc_auc"))
+    assert model.params["refit"] == "train+validation"
+    assert model.booster.num_trees() == model.params["best_iteration"]
