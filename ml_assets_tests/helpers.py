@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -67,3 +68,25 @@ def step_error_text(result: dg.ExecuteInProcessResult) -> str:
             texts.append(error.message)
             error = error.cause
     return " ".join(texts)
+
+
+def start_daemon(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """A real ``dagster-daemon run`` on ml_assets' definitions, its output in ``log``."""
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [str(VENV_BIN / "dagster-daemon"), "run", "-m", "ml_assets.definitions"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
+
+
+def stop_process_group(process: subprocess.Popen[bytes], sig: int, timeout: float) -> None:
+    """Signal ``process``'s whole group, then kill it if it has not ended by ``timeout``."""
+    os.killpg(process.pid, sig)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

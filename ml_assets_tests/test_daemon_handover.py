@@ -7,7 +7,6 @@ import datetime as dt
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from ml_assets import cli
 from ml_assets.definitions import build_definitions
 from ml_assets.defs.simulation import simulate
 from ml_assets.lib.churn import ChurnStream
-from ml_assets_tests.helpers import run_job
+from ml_assets_tests.helpers import run_job, start_daemon, stop_process_group
 
 STREAM = ["--customers", "400", "--drift-day", "-1"]
 DEADLINE_S = 300
@@ -60,15 +59,7 @@ def test_the_daemon_takes_over_and_scores_the_next_days_file(home: Path) -> None
         runs_before = {r.run_id for r in instance.get_runs()}
 
         log = home / "daemon.log"
-        with log.open("w") as out:
-            daemon = subprocess.Popen(
-                [str(Path(sys.executable).parent / "dagster-daemon"), "run"]
-                + ["-m", "ml_assets.definitions"],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env=os.environ.copy(),
-            )
+        daemon = start_daemon(os.environ.copy(), log)
         try:
             # The daemon's first look at the demo's instance: nothing to score, nothing to train.
             arrival = _wait(
@@ -125,12 +116,7 @@ def test_the_daemon_takes_over_and_scores_the_next_days_file(home: Path) -> None
             assert tick.status.value == "SKIPPED", tick
             assert f"{today}: within thresholds" in str(tick.skip_reason)
         finally:
-            os.killpg(daemon.pid, signal.SIGTERM)
-            try:
-                daemon.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(daemon.pid, signal.SIGKILL)
-                daemon.wait()
+            stop_process_group(daemon, signal.SIGTERM, 30)
         # Exactly one run was launched by the daemon: today's scoring.
         new = [r for r in instance.get_runs() if r.run_id not in runs_before]
         assert [(r.job_name, r.tags.get("dagster/partition")) for r in new] == [

@@ -21,7 +21,13 @@ import dagster as dg
 import pytest
 
 from ml_assets.definitions import build_definitions
-from ml_assets_tests.helpers import VENV_BIN, mlflow_client, run_job
+from ml_assets_tests.helpers import (
+    VENV_BIN,
+    mlflow_client,
+    run_job,
+    start_daemon,
+    stop_process_group,
+)
 
 SPEC = "user_affairs"
 ROOT = Path(__file__).resolve().parent.parent
@@ -263,14 +269,7 @@ def test_under_the_daemon_a_killed_run_is_failed_and_the_queued_run_of_its_spec_
     instance = _created_instance_as_is()
     location = ["-m", "ml_assets.definitions"]
     log = home / "daemon.log"
-    with log.open("w") as out:
-        daemon = subprocess.Popen(
-            [str(VENV_BIN / "dagster-daemon"), "run", *location],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=env,
-        )
+    daemon = start_daemon(env, log)
     try:
         for _ in range(2):
             launched = subprocess.run(
@@ -311,12 +310,7 @@ def test_under_the_daemon_a_killed_run_is_failed_and_the_queued_run_of_its_spec_
             ), log.read_text()[-3000:]
             assert _champion_in_dagster(instance) == "1"
     finally:
-        os.killpg(daemon.pid, signal.SIGINT)
-        try:
-            daemon.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)
-            daemon.wait()
+        stop_process_group(daemon, signal.SIGINT, 60)
     client = mlflow_client()
     experiment = client.get_experiment_by_name(SPEC).experiment_id
     assert client.search_runs([experiment], "attributes.status = 'RUNNING'") == []
