@@ -70,11 +70,13 @@ def step_error_text(result: dg.ExecuteInProcessResult) -> str:
     return " ".join(texts)
 
 
-def start_daemon(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """A real ``dagster-daemon run`` on ml_assets' definitions, its output in ``log``."""
+def start_daemon(
+    env: dict[str, str], log: Path, module: str = "ml_assets.definitions"
+) -> subprocess.Popen[bytes]:
+    """A real ``dagster-daemon run`` on the code location ``module``, its output in ``log``."""
     with log.open("w") as out:
         return subprocess.Popen(
-            [str(VENV_BIN / "dagster-daemon"), "run", "-m", "ml_assets.definitions"],
+            [str(VENV_BIN / "dagster-daemon"), "run", "-m", module],
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,

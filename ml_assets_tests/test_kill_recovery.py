@@ -10,7 +10,6 @@ that call, then the whole process group is killed, or waits for its twin."""
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -127,6 +126,20 @@ elif FAULT == "race":
         return set_champion(self, *args)
 
     Tracker.promotion_lock, Tracker.set_champion = meet_then_lock, meet_then_set
+elif FAULT == "hold_once":
+    log_model = Tracker.log_model
+
+    def held_the_first_time(self, *args, **kwargs):
+        marker = Path(os.environ["FAULT_MARKER"])
+        try:
+            with marker.open("x") as out:  # only the first process to get here holds
+                out.write(str(os.getpid()))
+        except FileExistsError:
+            return log_model(self, *args, **kwargs)
+        time.sleep(300)  # mid-training, until the test kills this process
+        return log_model(self, *args, **kwargs)
+
+    Tracker.log_model = held_the_first_time
 """
 
 
@@ -241,13 +254,6 @@ def test_two_jobs_promoting_one_spec_at_once_take_turns(
     )
 
 
-def _run_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
-    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
-        if found := re.match(r"Started process for run \(pid: (\d+)\)", record.message):
-            return int(found.group(1))
-    return None
-
-
 def _until(what: str, daemon: subprocess.Popen[bytes], log: Path, found):  # noqa: ANN001, ANN202
     deadline = time.monotonic() + 240
     while (value := found()) is None:
@@ -258,18 +264,28 @@ def _until(what: str, daemon: subprocess.Popen[bytes], log: Path, found):  # noq
 
 
 def test_under_the_daemon_a_killed_run_is_failed_and_the_queued_run_of_its_spec_goes_on(
-    home: Path, user_specs: Path
+    home: Path, user_specs: Path, tmp_path: Path
 ) -> None:
     """The Makefile's instance under a real dagster-daemon: two runs of one spec are queued one
-    after the other; the first run's process is killed mid-training; the code server that
-    launched it marks it FAILED and the second run starts, trains and promotes."""
+    after the other; the first run's process is killed mid-training (held in its first MLflow
+    model log by the faults code location, so the kill cannot come after the run ended); the
+    code server that launched it marks it FAILED and the second run starts, trains and
+    promotes."""
     dagster_home = Path(os.environ["DAGSTER_HOME"])
     shutil.copyfile(ROOT / "deploy" / "local" / "dagster.yaml", dagster_home / "dagster.yaml")
-    env = {**os.environ, "ML_ASSETS_SPECS": str(user_specs)}
+    (tmp_path / "faults.py").write_text(FAULTS)
+    marker = tmp_path / "held_run_pid"
+    env = {
+        **os.environ,
+        "ML_ASSETS_SPECS": str(user_specs),
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
+        "FAULT": "hold_once",  # the first run to log a model waits there to be killed
+        "FAULT_MARKER": str(marker),
+    }
     instance = _created_instance_as_is()
-    location = ["-m", "ml_assets.definitions"]
+    location = ["-m", "faults"]
     log = home / "daemon.log"
-    daemon = start_daemon(env, log)
+    daemon = start_daemon(env, log, "faults")
     try:
         for _ in range(2):
             launched = subprocess.run(
@@ -284,11 +300,11 @@ def test_under_the_daemon_a_killed_run_is_failed_and_the_queued_run_of_its_spec_
             second, first = instance.get_runs()  # newest first
 
             def mid_training() -> int | None:
-                if not _step_started(instance, first.run_id, f"{SPEC}__candidate_glm"):
-                    return None
-                return _run_pid(instance, first.run_id)
+                text = marker.read_text() if marker.exists() else ""
+                return int(text) if text else None
 
-            pid = _until("the first run's candidate_glm", daemon, log, mid_training)
+            pid = _until("the first run to train", daemon, log, mid_training)
+            assert _step_started(instance, first.run_id, f"{SPEC}__baselines")
             queued = instance.get_run_by_id(second.run_id)
             assert queued is not None and queued.status == dg.DagsterRunStatus.QUEUED
             os.kill(pid, signal.SIGKILL)
