@@ -1,6 +1,7 @@
 """Evaluation stage: the validation-selected candidate, every baseline and the current champion
 scored once on the test split, with CIs, paired tests, the HTML report and the gate decision."""
 
+import dataclasses
 from typing import Any
 
 import dagster as dg
@@ -8,6 +9,7 @@ import polars as pl
 
 from ml_assets.defs.resources import ArtifactStore, MlflowResource, write_text_atomic
 from ml_assets.defs.shared import ALL_SPLITS, key
+from ml_assets.lib import cross_validation as cv_lib
 from ml_assets.lib import data as data_lib
 from ml_assets.lib import evaluation as eval_lib
 from ml_assets.lib import gate as gate_lib
@@ -118,6 +120,7 @@ def evaluation_asset(spec: MLSpec) -> dg.AssetsDefinition:
             spec, tracker, splits, selected, context
         )
         ev = task_for(spec).evaluate(spec, splits, selected, baselines, best_base, champion)
+        ev = _with_selection(ev, [*candidates.values(), *baselines])
         decision = gate_lib.decide(ev, spec.success_criteria, extra)
         lineage = eval_lib.Lineage(
             spec.name,
@@ -170,6 +173,7 @@ def evaluation_asset(spec: MLSpec) -> dg.AssetsDefinition:
                 "improvement_vs_champion": f"{ev.vs_champion.fmt()} over v{champion_version}"
                 if ev.vs_champion is not None
                 else "no champion compared",
+                **_selection_metadata(ev),
                 "gate": dg.MetadataValue.md(decision.markdown()),
                 "gate_passed": decision.promote,
                 # Opens in the MLflow UI's artifact view; the file itself is beside the data.
@@ -183,6 +187,22 @@ def evaluation_asset(spec: MLSpec) -> dg.AssetsDefinition:
         )
 
     return evaluation_report
+
+
+def _with_selection(ev: eval_lib.Evaluation, trained: list[Trained]) -> eval_lib.Evaluation:
+    """``ev`` with the cross-validation scores that chose its candidate, when folds did."""
+    scored = {t.model.name: (t.model.role, t.cv) for t in trained if t.cv is not None}
+    if not scored:
+        return ev
+    table = cv_lib.selection_table(ev.primary, scored)  # type: ignore[arg-type]
+    kind = str(trained[0].model.params.get("cv_folds_made", ""))
+    return dataclasses.replace(ev, selection=table, selection_folds=kind)
+
+
+def _selection_metadata(ev: eval_lib.Evaluation) -> dict[str, Any]:
+    if ev.selection is None:
+        return {}
+    return {"cross_validation": dg.MetadataValue.md(report_lib.markdown_table(ev.selection))}
 
 
 def _split_rows(context: dg.AssetExecutionContext, spec: MLSpec, test_rows: int) -> dict[str, int]:

@@ -2,6 +2,7 @@
 spec's task on the train and validation rows only, and logged to MLflow."""
 
 import time
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -33,12 +34,22 @@ def _log(
     if fitted.seen_until is not None:
         tags[SEEN_UNTIL_TAG] = fitted.seen_until
     logged = mlflow.tracker().log_model(
-        spec.name, fitted.model, fitted.example, fitted.validation, tags, fitted.reference
+        spec.name,
+        fitted.model,
+        fitted.example,
+        fitted.validation,
+        tags,
+        fitted.reference,
+        fitted.cv,
     )
-    what = "validation" if fitted.backtest is None else "backtest mean"
+    what = "validation"
+    if fitted.backtest is not None:
+        what = "backtest mean"
+    elif fitted.cv is not None:
+        what = f"mean of {fitted.cv.height} cross-validation folds"
     name = fitted.model.name
     context.log.info(f"{name}: {what} {fitted.validation}; MLflow run {logged.run_id}")
-    return Trained(fitted.model, logged, fitted.validation, fingerprint, fitted.backtest)
+    return Trained(fitted.model, logged, fitted.validation, fingerprint, fitted.backtest, fitted.cv)
 
 
 ORPHAN_AFTER_S = 24 * 3600
@@ -102,7 +113,8 @@ def _candidate(spec: MLSpec, family: str) -> dg.AssetsDefinition:
         group_name=spec.name,
         kinds={library, "mlflow"},
         ins=train_inputs(spec),
-        description=f"{family} candidate, fitted on train and tuned/selected on validation",
+        description=f"{family} candidate, tuned and scored on the validation split or by "
+        "cross-validation on train + validation (split.cv_folds), then fitted for use",
     )
     def candidate(
         context: dg.AssetExecutionContext, splits: pl.DataFrame, mlflow: MlflowResource
@@ -110,17 +122,21 @@ def _candidate(spec: MLSpec, family: str) -> dg.AssetsDefinition:
         fitted = task_for(spec).fit_candidate(spec, splits, family)
         trained = _log(spec, context, mlflow, fitted, split_lib.training_fingerprint(splits))
         model = trained.model
-        return dg.Output(
-            trained,
-            metadata={
-                "model": model.name,
-                "mlflow_run_id": trained.logged.run_id,
-                f"validation_{spec.primary_metric}": round(
-                    trained.validation[spec.primary_metric], 4
-                ),
-                "params": dg.MetadataValue.json({k: str(v) for k, v in model.params.items()}),
-                "data_fingerprint": trained.data_fingerprint,
-            },
-        )
+        primary = spec.primary_metric
+        metadata: dict[str, Any] = {
+            "model": model.name,
+            "mlflow_run_id": trained.logged.run_id,
+            f"validation_{primary}": round(trained.validation[primary], 4),
+        }
+        if trained.cv is not None:  # the selection score is the mean over the folds
+            metadata |= {
+                f"cv_std_{primary}": round(float(trained.cv[primary].std() or 0.0), 4),
+                "cv_folds": dg.MetadataValue.md(report_lib.markdown_table(trained.cv)),
+            }
+        metadata |= {
+            "params": dg.MetadataValue.json({k: str(v) for k, v in model.params.items()}),
+            "data_fingerprint": trained.data_fingerprint,
+        }
+        return dg.Output(trained, metadata=metadata)
 
     return candidate

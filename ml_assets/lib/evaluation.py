@@ -57,6 +57,11 @@ class Evaluation:
     # Row positions (into the test rows) of the seeded sample that importance and scatter
     # plots use; None when they use every row.
     diagnostic_sample: np.ndarray | None = None
+    # With cross-validation: the primary metric of every candidate and baseline on each fold
+    # of train + validation, with mean and spread (cross_validation.selection_table), and how
+    # the folds were made.
+    selection: pl.DataFrame | None = None
+    selection_folds: str = ""
 
     @property
     def baseline(self) -> Scored:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ml_assets.lib import forecasters, lightgbm_search
+from ml_assets.lib import cross_validation, forecasters, lightgbm_search
 from ml_assets.lib import models as model_lib
 from ml_assets.lib.forecasters import Forecaster
 from ml_assets.lib.metrics import Metric
@@ -40,7 +40,14 @@ class Family:
 
 
 def _glm(data: TrainingData, cfg: Any, primary: Metric) -> Model:
-    return model_lib.train_glm(data, cfg)  # the GLM's fit does not depend on the metric
+    """The GLM's fit does not depend on the metric; with folds, it is scored on each."""
+    model = model_lib.train_glm(data, cfg)
+    cv = cross_validation.cv_rows(data)
+    if cv is None:
+        return model
+    return cross_validation.attach(
+        model, cross_validation.cross_validate(cv, lambda part: model_lib.train_glm(part, cfg))
+    )
 
 
 REGISTRY: dict[str, Family] = {

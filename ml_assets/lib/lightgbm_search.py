@@ -7,6 +7,7 @@ champions are pickled under its path).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ import numpy as np
 # the rest of the process (1.5 GiB per 10M rows).
 import optuna
 
-from ml_assets.lib import folds
+from ml_assets.lib import cross_validation, folds
 from ml_assets.lib.cores import available_threads
 from ml_assets.lib.metrics import Metric, score
 from ml_assets.lib.models import (
@@ -95,31 +96,26 @@ class _Rows:
 
 @dataclass
 class _Trial:
+    """A trial's settings and its score: the mean over its parts (the folds, or the one
+    validation split) of the primary metric, with each part's fitted booster (kept only while
+    needed), held-out scores and best iteration."""
+
     value: float
     params: dict[str, Any]
-    booster: Any
-    scores: np.ndarray
+    boosters: list[Any]
+    scores: list[np.ndarray]
+    iterations: list[int]
 
 
-def train_lightgbm(data: TrainingData, cfg: LightGBMCandidate, primary: Metric) -> LightGBMModel:
-    """Optuna (TPE, seeded) search scored on the validation split.
-
-    Early stopping watches a separate slice of the training rows (``early_stopping_fraction``,
-    held out as the split holds rows out: ``folds.holdout``), so validation scores are not also
-    the numbers that chose the number of trees. With more
-    fit rows than ``search_rows``, the search is a two-rung successive halving: every trial
-    fits a seeded subsample of ``search_rows`` rows (validation and stopping rows sampled in
-    the same proportion), then the ``finalists`` best are refit on every row and the one best
-    on the whole validation split wins. The model's params say which search ran.
-    """
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    seed = data.spec.split.seed
+def _encoded(data: TrainingData, cfg: LightGBMCandidate) -> tuple[Preprocessor, _Rows]:
+    """Category coding fitted on ``data.train`` and its rows for one fit: fit and
+    early-stopping rows from ``data.train``, scored rows from ``data.validation``."""
     prep = Preprocessor.fit(data.train, data.features, data.categorical)
     x_all = prep.codes(data.train)
     # The stopping rows are held out as the spec's split holds rows out (whole groups, the
     # latest in time): rows of one entity on both sides would make early stopping stop late.
     fit_rows, stop_rows = folds.holdout(data.spec, data.train, cfg.early_stopping_fraction)
-    full = _Rows(
+    rows = _Rows(
         x_all[fit_rows],
         data.y_train[fit_rows],
         x_all[stop_rows],
@@ -127,7 +123,31 @@ def train_lightgbm(data: TrainingData, cfg: LightGBMCandidate, primary: Metric) 
         prep.codes(data.validation),
         data.y_validation,
     )
-    del x_all
+    return prep, rows
+
+
+def train_lightgbm(data: TrainingData, cfg: LightGBMCandidate, primary: Metric) -> LightGBMModel:
+    """Optuna (TPE, seeded) search scored on the validation split or, with folds
+    (``cross_validation.cv_rows``), on the mean over the folds of train + validation.
+
+    Early stopping watches a separate slice of the fit rows (``early_stopping_fraction``,
+    held out as the split holds rows out: ``folds.holdout``), so the scored rows are not also
+    the numbers that chose the number of trees. With more fit rows than ``search_rows``, the
+    search is a two-rung successive halving: every trial fits a seeded subsample of
+    ``search_rows`` rows (scored and stopping rows sampled in the same proportion), then the
+    ``finalists`` best are refit on every row and the one best on all scored rows wins. With
+    folds, the final model has the median of the folds' best iterations, fitted on train +
+    validation. The model's params say which search ran.
+    """
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    seed = data.spec.split.seed
+    cv = cross_validation.cv_rows(data)
+    if cv is None:
+        prep, part = _encoded(data, cfg)
+        parts = [part]
+    else:  # each fold's coding is fitted on its own fit rows
+        coded = [_encoded(cv.fold(f), cfg) for f in cv.folds]
+        prep, parts = coded[0][0], [rows for _, rows in coded]
     cat_idx = list(range(len(prep.numeric), len(prep.features)))
     base = {
         "objective": lightgbm_objective(data, cfg),
@@ -138,15 +158,15 @@ def train_lightgbm(data: TrainingData, cfg: LightGBMCandidate, primary: Metric) 
         "verbosity": -1,
         **cfg.params,
     }
-    halving = cfg.budget > 1 and len(full.y_fit) > cfg.search_rows
-    rows = full.sample(cfg.search_rows, seed) if halving else full
+    halving = cfg.budget > 1 and len(parts[0].y_fit) > cfg.search_rows
+    searched = [p.sample(cfg.search_rows, seed) for p in parts] if halving else parts
     trials: list[_Trial] = []
 
     def objective(trial: Any) -> float:
         params = {**base, **{k: _suggest(trial, k, lo, hi) for k, (lo, hi) in cfg.search.items()}}
-        result = _fit_and_score(params, rows, cfg, cat_idx, primary)
+        result = _fit_and_score(params, searched, cfg, cat_idx, primary)
         if halving:  # only the params are needed: finalists are refit on every row
-            trials.append(_Trial(result.value, params, None, np.empty(0)))
+            trials.append(dataclasses.replace(result, boosters=[]))
         else:  # keep the best so far (the first of equals)
             trials[:] = [max([*trials, result], key=lambda t: t.value)]
         return result.value
@@ -156,26 +176,24 @@ def train_lightgbm(data: TrainingData, cfg: LightGBMCandidate, primary: Metric) 
     search: dict[str, Any] = {"trials": cfg.budget}
     if halving:
         ranked = sorted(trials, key=lambda t: t.value, reverse=True)[: cfg.finalists]
-        trials = [_fit_and_score(t.params, full, cfg, cat_idx, primary) for t in ranked]
+        trials = [_fit_and_score(t.params, parts, cfg, cat_idx, primary) for t in ranked]
         search |= {
             "search": "successive halving",
-            "search_fit_rows": len(rows.y_fit),
-            "finalists_refit_on_rows": len(full.y_fit),
+            "search_fit_rows": len(searched[0].y_fit),
+            "finalists_refit_on_rows": len(parts[0].y_fit),
             "finalists": len(trials),
         }
     best = max(trials, key=lambda t: t.value)
-    booster = best.booster
-    booster.best_iteration = booster.best_iteration or booster.current_iteration()
-    params = {**best.params, "best_iteration": booster.best_iteration, **search}
-    booster = _trimmed(booster)
-    if data.spec.split.refit:  # the chosen settings and number of trees, on train + validation
-        prep, booster = _refit(
-            best.params, params["best_iteration"], with_validation_rows(data), cat_idx
-        )
-        params |= {
-            "refit": "train+validation",
-            "refit_rows": data.train.height + len(data.y_validation),
-        }
+    if cv is None:
+        prep, booster, params = _chosen_fit(data, prep, best, search, cat_idx)
+    else:  # every fold's booster was scored only: the model is one fit of the chosen settings
+        rounds = int(np.median(best.iterations))
+        params = {**best.params, "best_iteration": rounds, **search}
+        params["cv_best_iterations"] = best.iterations
+        fit_on = with_validation_rows(data) if data.spec.split.refit else data
+        prep, booster = _refit(best.params, rounds, fit_on, cat_idx)
+        if data.spec.split.refit:
+            params |= {"refit": "train+validation", "refit_rows": fit_on.train.height}
     model = LightGBMModel(
         "lightgbm",
         "lightgbm",
@@ -187,31 +205,65 @@ def train_lightgbm(data: TrainingData, cfg: LightGBMCandidate, primary: Metric) 
         prep=prep,
         booster=booster,
     )
-    model.validation_scores = best.scores  # the best trial's: of the fit before any refit
+    if cv is not None:
+        return cross_validation.attach(model, cross_validation.out_of_fold(cv, best.scores))
+    model.validation_scores = best.scores[0]  # the best trial's: of the fit before any refit
     if data.spec.task == "classification":
-        model.threshold = choose_threshold(data.y_validation, best.scores)
+        model.threshold = choose_threshold(data.y_validation, best.scores[0])
     return model
 
 
+def _chosen_fit(
+    data: TrainingData,
+    prep: Preprocessor,
+    best: _Trial,
+    search: dict[str, Any],
+    cat_idx: list[int],
+) -> tuple[Preprocessor, Any, dict[str, Any]]:
+    """Without folds: the best trial's booster (coded by ``prep``, of the train rows) trimmed
+    to its best iteration or, with ``split.refit``, refit with coding and that many trees on
+    train + validation."""
+    booster = best.boosters[0]
+    booster.best_iteration = booster.best_iteration or booster.current_iteration()
+    params = {**best.params, "best_iteration": booster.best_iteration, **search}
+    if not data.spec.split.refit:
+        return prep, _trimmed(booster), params
+    both = with_validation_rows(data)
+    prep, refit = _refit(best.params, booster.best_iteration, both, cat_idx)
+    params |= {"refit": "train+validation", "refit_rows": both.train.height}
+    return prep, refit, params
+
+
 def _fit_and_score(
-    params: dict[str, Any], rows: _Rows, cfg: LightGBMCandidate, cat_idx: list[int], primary: Metric
+    params: dict[str, Any],
+    parts: list[_Rows],
+    cfg: LightGBMCandidate,
+    cat_idx: list[int],
+    primary: Metric,
 ) -> _Trial:
-    """One LightGBM fit with early stopping on the stopping rows, scored on validation rows."""
+    """One LightGBM fit per part with early stopping on its stopping rows, scored on its
+    held-out rows; the trial's value is the mean of the parts' primary metric."""
     import lightgbm as lgb
 
-    train_set = lgb.Dataset(
-        rows.x_fit, rows.y_fit, categorical_feature=cat_idx, free_raw_data=False
-    )
-    stop_set = lgb.Dataset(rows.x_stop, rows.y_stop, reference=train_set)
-    booster = lgb.train(
-        params,
-        train_set,
-        cfg.num_boost_round,
-        valid_sets=[stop_set],
-        callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)],
-    )
-    scores = booster.predict(rows.x_val, num_iteration=booster.best_iteration)
-    return _Trial(_validation_score(primary, rows.y_val, scores), params, booster, scores)
+    boosters, scores, values, iterations = [], [], [], []
+    for rows in parts:
+        train_set = lgb.Dataset(
+            rows.x_fit, rows.y_fit, categorical_feature=cat_idx, free_raw_data=False
+        )
+        stop_set = lgb.Dataset(rows.x_stop, rows.y_stop, reference=train_set)
+        booster = lgb.train(
+            params,
+            train_set,
+            cfg.num_boost_round,
+            valid_sets=[stop_set],
+            callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)],
+        )
+        predicted = booster.predict(rows.x_val, num_iteration=booster.best_iteration)
+        boosters.append(booster)
+        scores.append(predicted)
+        values.append(_validation_score(primary, rows.y_val, predicted))
+        iterations.append(int(booster.best_iteration or booster.current_iteration()))
+    return _Trial(float(np.mean(values)), params, boosters, scores, iterations)
 
 
 def _refit(

@@ -89,12 +89,15 @@ class Model(ABC):
     # Scores of the validation rows, kept by a trainer that computed them anyway, so that
     # validation_metrics need not predict again; a cache, never pickled with the model.
     validation_scores: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # With cross-validation: each fold's held-out scores (cross_validation.OutOfFold), from
+    # which the task computes the selection metrics; a cache like validation_scores.
+    out_of_fold: Any = field(default=None, repr=False, compare=False)
 
     @abstractmethod
     def predict(self, frame: pl.DataFrame) -> np.ndarray: ...
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "validation_scores": None}
+        return {**self.__dict__, "validation_scores": None, "out_of_fold": None}
 
     def importance(self, frame: pl.DataFrame) -> pl.DataFrame | None:
         """Feature importance on ``frame`` (TreeSHAP, coefficients), or None for baselines."""

@@ -27,3 +27,4 @@ class Trained:
     validation: dict[str, float]
     data_fingerprint: str
     backtest: pl.DataFrame | None = None  # forecasting: per-fold forecasts behind `validation`
+    cv: pl.DataFrame | None = None  # tabular with folds: per-fold metrics behind `validation`

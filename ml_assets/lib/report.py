@@ -179,6 +179,16 @@ def render_html(
     if ev.vs_champion is not None:
         sections.append(f"<p>Improvement over the current champion: {ev.vs_champion.fmt()}</p>")
     sections += ["<h2>Promotion gate</h2>", _gate_table(decision)]
+    if ev.selection is not None:
+        folds = sum(c.startswith("fold_") for c in ev.selection.columns)
+        sections += [
+            "<h2>Model selection: cross-validation</h2>",
+            f"<p>{ev.primary} on each of {folds} folds of the train + validation rows (folds "
+            f"{html.escape(ev.selection_folds)}; each fold scored by a fit that never saw it), "
+            "with the mean that chose the candidate and the standard deviation across folds. "
+            "The test split took no part in the choice.</p>",
+            _table_html(ev.selection),
+        ]
     if ev.forecast is not None:
         dm = ev.forecast.dm
         sections.append(

@@ -157,6 +157,11 @@ def _check_consistency(spec: MLSpec) -> MLSpec:
         )
     if spec.split.group_columns and spec.split_strategy != "random":
         raise ValueError("split.group_columns needs split strategy 'random'")
+    if spec.split.cv_folds == 1:
+        raise ValueError(
+            "split.cv_folds: 1 is not cross-validation; use 0 to choose on the validation "
+            "split, or 2 or more folds"
+        )
     if spec.source.recent_days is not None and (spec.monitoring is None or not spec.time_column):
         raise ValueError(
             "source 'recent_days' reads the daily files of monitoring.incoming: add a "
@@ -176,6 +181,11 @@ def _check_forecasting(spec: MLSpec) -> MLSpec:
         )
     if spec.split.strategy not in (None, "temporal"):
         raise ValueError("forecasting always splits by time; remove 'split.strategy'")
+    if spec.split.cv_folds is not None:
+        raise ValueError(
+            "split.cv_folds is for classification and regression specs; a forecasting spec "
+            "chooses its candidate by rolling-origin backtests: set 'forecast.folds'"
+        )
     if spec.target in spec.drop or spec.time_column in spec.drop:
         raise ValueError("the target and time_column cannot be listed in 'drop'")
     if spec.source.recent_days is not None:

@@ -58,9 +58,19 @@ class SplitConfig(Strict):
     )
     refit: bool = Field(
         True,
-        description="tabular candidates: after the settings (trees, threshold) are chosen on "
-        "the validation rows, the final model is fitted again with them on train + "
-        "validation rows; validation metrics stay those of the fit on train",
+        description="tabular candidates: after the settings (trees, threshold) are chosen, on "
+        "the validation rows or by cross-validation, the final model is fitted with them on "
+        "train + validation rows (false: on train rows only); the selection scores stay "
+        "those of fits that never saw the rows they score",
+    )
+    cv_folds: int | None = Field(
+        None,
+        ge=0,
+        le=20,
+        description="tabular specs: candidates and their hyperparameters are chosen by k-fold "
+        "cross-validation on train + validation rows, folds made as the split strategy makes "
+        "its splits (whole groups, time order, class shares); 0 chooses on the validation "
+        "split alone; unset: 5 folds under 50,000 train + validation rows, else 0",
     )
 
 

@@ -9,12 +9,14 @@ is a new ``Task`` subclass, its entry in ``TASKS`` and its spec section.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import polars as pl
 
+from ml_assets.lib import cross_validation as cv_lib
 from ml_assets.lib import evaluation as eval_lib
 from ml_assets.lib import families
 from ml_assets.lib import forecast_eval as fe_lib
@@ -42,6 +44,7 @@ class Fitted:
     reference: pl.DataFrame | None = None  # training-row sample for drift monitoring
     seen_until: str | None = None  # the latest time among the rows the model learned from
     backtest: pl.DataFrame | None = None  # forecasting: per-fold forecasts behind `validation`
+    cv: pl.DataFrame | None = None  # tabular with folds: per-fold metrics behind `validation`
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,10 @@ class Comparison:
     model: Model | None
     criteria: tuple[gate_lib.Criterion, ...] = ()
     problem: str | None = None  # for the run's log when the champion cannot be compared
+
+
+def _baseline(index: int, data: model_lib.TrainingData) -> Model:
+    return model_lib.train_baselines(data)[index]
 
 
 def rows_of(splits: pl.DataFrame, split: str) -> pl.DataFrame:
@@ -136,12 +143,21 @@ class Tabular(Task):
         if model.role == "candidate":
             rows = data.train.sample(min(data.train.height, REFERENCE_ROWS), seed=spec.split.seed)
             reference = rows.select(model.features)
-        validation = model_lib.validation_metrics(model, data, spec.all_metrics)
-        return Fitted(model, validation, data.train, reference, seen)
+        if model.out_of_fold is None:
+            validation = model_lib.validation_metrics(model, data, spec.all_metrics)
+            return Fitted(model, validation, data.train, reference, seen)
+        table = cv_lib.fold_table(model, spec.all_metrics)
+        validation = cv_lib.fold_means(table, spec.all_metrics)
+        return Fitted(model, validation, data.train, reference, seen, cv=table)
 
     def fit_baselines(self, spec: MLSpec, splits: pl.DataFrame) -> list[Fitted]:
         data = self._prepare(spec, splits)
-        return [self._fitted(spec, m, data) for m in model_lib.train_baselines(data)]
+        models = model_lib.train_baselines(data)
+        cv = cv_lib.cv_rows(data)
+        if cv is not None:  # scored on the same folds as the candidates
+            for i, model in enumerate(models):
+                cv_lib.attach(model, cv_lib.cross_validate(cv, functools.partial(_baseline, i)))
+        return [self._fitted(spec, m, data) for m in models]
 
     def fit_candidate(self, spec: MLSpec, splits: pl.DataFrame, family: str) -> Fitted:
         data = self._prepare(spec, splits)

@@ -149,9 +149,12 @@ class Tracker:
         validation_metrics: dict[str, float],
         tags: dict[str, str],
         reference: pl.DataFrame | None = None,
+        cv: pl.DataFrame | None = None,
     ) -> LoggedModel:
-        """One MLflow run per trained model: params, validation metrics, signature, example,
-        and optionally a reference sample of the training rows for drift monitoring."""
+        """One MLflow run per trained model: params, validation metrics (the fold means with
+        cross-validation, whose folds are logged as steps of ``cv_<metric>``), signature,
+        example, and optionally a reference sample of the training rows for drift
+        monitoring."""
         exp_id = self.experiment_id(experiment)
         sample = example.select(model.features).head(5).to_pandas()
         signature = infer_signature(sample, model.predict(example.head(5)))
@@ -160,6 +163,9 @@ class Tracker:
         ) as run:
             mlflow.log_params(_flat_params(model))
             mlflow.log_metrics({f"validation_{k}": v for k, v in validation_metrics.items()})
+            for row in cv.iter_rows(named=True) if cv is not None else ():
+                step = int(row["fold"])
+                mlflow.log_metrics({f"cv_{k}": row[k] for k in validation_metrics}, step=step)
             mlflow.set_tags(
                 {**tags, "role": model.role, "family": model.family, MODEL_NAME_TAG: model.name}
             )

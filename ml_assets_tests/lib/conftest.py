@@ -150,7 +150,11 @@ def _train_all(spec: MLSpec, raw: pl.DataFrame) -> Fitted:
 
 @pytest.fixture(scope="session")
 def trained_classification() -> Fitted:
-    spec = spec_from({"success_criteria": {"thresholds": {"roc_auc": {"min": 0.6}}}})
+    """Chosen on the validation split alone (cv_folds 0); trained_regression cross-validates,
+    as small data does by default."""
+    spec = spec_from(
+        {"success_criteria": {"thresholds": {"roc_auc": {"min": 0.6}}}, "split": {"cv_folds": 0}}
+    )
     return _train_all(spec, classification_raw())
 
 

@@ -285,7 +285,7 @@ def test_models_score_unseen_categories(trained_classification: Fitted) -> None:
 
 
 def _halving_data() -> TrainingData:
-    spec = spec_from({"candidates": {"lightgbm": {"budget": 4}}})
+    spec = spec_from({"candidates": {"lightgbm": {"budget": 4}}, "split": {"cv_folds": 0}})
     train, validation, _ = split_frames(spec, classification_raw(4000, seed=5))
     return prepare(spec, train, validation)
 

@@ -222,3 +222,38 @@ def test_a_segment_without_both_classes_says_why_instead_of_a_blank(
     page = render_html(ev, decide(ev, spec.success_criteria), lineage_for(spec, ev))
     assert "one class only: roc_auc undefined" in page
     assert "None" not in re.sub(r"<img[^>]*>", "", page)
+
+
+def test_the_report_shows_the_cross_validation_that_chose_the_candidate(
+    trained_regression: Fitted, regression_evaluation: Evaluation
+) -> None:
+    """trained_regression cross-validates (small data, cv_folds unset): the report lists each
+    model's fold scores, mean and spread; without folds the section is absent."""
+    import dataclasses
+
+    from ml_assets.lib import cross_validation as cv_lib
+    from ml_assets.lib.families import train_tabular
+    from ml_assets.lib.metrics import get_metric
+
+    t = trained_regression
+    glm = train_tabular(t.spec, "glm", t.data, get_metric("rmse"))  # the family's CV wrapper
+    tables = {m.name: (m.role, cv_lib.fold_table(m, t.spec.all_metrics)) for m in (t.lightgbm, glm)}
+    table = cv_lib.selection_table("rmse", tables)
+    kind = t.lightgbm.params["cv_folds_made"]
+    ev = dataclasses.replace(regression_evaluation, selection=table, selection_folds=kind)
+    page = render_html(ev, decide(ev, t.spec.success_criteria), lineage_for(t.spec, ev))
+    section = page.split("<h2>Model selection: cross-validation</h2>")[1].split("<h2>")[0]
+    assert "rmse on each of 5 folds of the train + validation rows (folds random;" in section
+    for name in tables:
+        assert f"<td>{name}</td>" in section
+    fold_scores = tables["lightgbm"][1]["rmse"]
+    assert table.filter(pl.col("model") == "lightgbm")["mean"][0] == pytest.approx(
+        float(fold_scores.mean()), abs=1e-4
+    )
+    assert f"<td>{round(float(fold_scores[0]), 4)}</td>" in section
+    plain = render_html(
+        regression_evaluation,
+        decide(regression_evaluation, t.spec.success_criteria),
+        lineage_for(t.spec, regression_evaluation),
+    )
+    assert "Model selection: cross-validation" not in plain
