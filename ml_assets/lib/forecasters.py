@@ -118,6 +118,9 @@ class SARIMAXForecaster(Forecaster):
     trend: str = "c"
     cycle: float = 0.0  # steps per seasonal cycle, set at fit (seasonal_cycle)
     result: Any = None
+    # order: auto. Searched again at every fit; `order` then holds the one chosen.
+    search_order: bool = False
+    max_order: int = 2
 
     def _exog(self, positions: np.ndarray, frame: pl.DataFrame | None) -> np.ndarray | None:
         # The cycle the model was fitted with (0.0: pickled before it was kept, the declared one)
@@ -132,9 +135,25 @@ class SARIMAXForecaster(Forecaster):
 
         self.cycle = seasonal_cycle(self.frequency, self.seasonal_period)
         exog = self._exog(np.arange(len(y)), history)
-        trend = self.trend if self.order[1] == 0 or self.trend in ("n", "t") else "t"
-        model = sm.tsa.SARIMAX(y, exog=exog, order=self.order, trend=trend)
-        self.result = model.fit(disp=False, maxiter=200)
+
+        def fitted(order: tuple[int, int, int]) -> Any:
+            trend = self.trend if order[1] == 0 or self.trend in ("n", "t") else "t"
+            model = sm.tsa.SARIMAX(y, exog=exog, order=order, trend=trend)
+            return model.fit(disp=False, maxiter=200)
+
+        if not self.search_order:
+            self.result = fitted(self.order)
+            return
+        d = differences_needed(y, exog)
+        # AIC compares models of one d only: the likelihoods of other d are of other data.
+        results = {
+            (p, d, q): fitted((p, d, q))
+            for p in range(self.max_order + 1)
+            for q in range(self.max_order + 1)
+        }
+        self.order = min(results, key=lambda o: (results[o].aic, o))
+        self.result = results[self.order]
+        self.params = {**self.params, "order_selected": list(self.order)}
 
     def _forecast(self, horizon: int, future: pl.DataFrame | None) -> Forecast:
         positions = np.arange(self.n_train, self.n_train + horizon)
@@ -264,14 +283,35 @@ def ets(spec: MLSpec, cfg: ETSCandidate) -> Forecaster:
     )
 
 
+def differences_needed(y: np.ndarray, exog: np.ndarray | None, alpha: float = 0.05) -> int:
+    """0 or 1: one difference when a KPSS test rejects (level) stationarity of ``y`` less its
+    regression on ``exog`` (the seasonal terms), as auto-ARIMA procedures choose d."""
+    import warnings
+
+    from statsmodels.tools.sm_exceptions import InterpolationWarning
+    from statsmodels.tsa.stattools import kpss
+
+    rest = y - y.mean()
+    if exog is not None:
+        design = np.column_stack([np.ones(len(y)), exog])
+        rest = y - design @ np.linalg.lstsq(design, y, rcond=None)[0]
+    with warnings.catch_warnings():  # p-values beyond the table's ends are its ends
+        warnings.simplefilter("ignore", InterpolationWarning)
+        p_value = kpss(rest, regression="c", nlags="auto")[1]
+    return int(p_value < alpha)
+
+
 def sarimax(spec: MLSpec, cfg: SARIMAXCandidate) -> Forecaster:
+    auto = cfg.order == "auto"
     return SARIMAXForecaster(
         "sarimax",
         "statsmodels_sarimax",
         params=cfg.model_dump(),
-        order=tuple(cfg.order),
+        order=(1, 1, 1) if auto else tuple(cfg.order),  # type: ignore[arg-type]
         fourier_pairs=cfg.fourier_terms,
         trend=cfg.trend,
+        search_order=auto,
+        max_order=cfg.max_order,
         **_common(spec, "candidate"),
     )
 

@@ -139,7 +139,12 @@ class SARIMAXCandidate(Strict):
     """statsmodels SARIMAX; seasonality enters as Fourier terms (cheap for long periods)."""
 
     enabled: bool = True
-    order: tuple[int, int, int] = (1, 1, 1)
+    order: tuple[int, int, int] | Literal["auto"] = Field(
+        (1, 1, 1),
+        description="(p, d, q), or auto: at every fit, d by a KPSS test (0 or 1) and p, q in "
+        "0..max_order by AIC on the history being fitted (the holdout never takes part)",
+    )
+    max_order: int = Field(2, ge=0, le=3, description="order: auto searches p and q up to this")
     fourier_terms: int = Field(3, ge=0, le=20)
     trend: Literal["n", "c", "t", "ct"] = "c"
 
