@@ -10,7 +10,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 export ML_ASSETS_HOME ?= $(CURDIR)
 
-.PHONY: install demo test lint ui screenshots bench bench-scale bench-grow bench-quality clean
+.PHONY: install demo test lint ui screenshots bench bench-scale bench-grow bench-quality bench-imbalance clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "ml_assets needs Python 3.11"'
@@ -73,6 +73,9 @@ bench-grow: $(STAMP)
 
 # Every built-in spec trained by the real job, its test metric next to plain references on the
 # same split: a fixed-setting LightGBM (tabular), Holt-Winters and seasonal naive (forecasts).
+bench-imbalance: $(STAMP)
+	$(BIN)/python bench/imbalance.py
+
 bench-quality: $(STAMP)
 	$(BIN)/python bench/quality.py
 

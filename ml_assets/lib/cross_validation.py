@@ -111,14 +111,14 @@ def cross_validate(cv: CVRows, fit: Callable[[TrainingData], Model]) -> OutOfFol
     return out_of_fold(cv, scores)
 
 
-def attach(model: M, oof: OutOfFold) -> M:
+def attach(model: M, oof: OutOfFold, threshold_metric: str = "f1") -> M:
     """``model`` with its out-of-fold scores, the fold settings in its params and, for a
-    classifier, the threshold chosen on every out-of-fold score."""
+    classifier, the threshold chosen for ``threshold_metric`` on every out-of-fold score."""
     model.out_of_fold = oof
     model.params = {**model.params, "cv_folds": len(oof.folds), "cv_folds_made": oof.kind}
     model.validation_scores = None  # the validation split's scores would not be of this choice
     if model.task == "classification" and model.role == "candidate":
-        model.threshold = choose_threshold(*oof.pooled())
+        model.threshold = choose_threshold(*oof.pooled(), threshold_metric)
     return model
 
 

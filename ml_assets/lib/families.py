@@ -8,11 +8,12 @@ settings class and a ``FAMILY_SETTINGS`` entry in spec.py, a trainer, and one en
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ml_assets.lib import cross_validation, forecasters, lightgbm_search
+from ml_assets.lib import cross_validation, forecasters, imbalance, lightgbm_search
 from ml_assets.lib import models as model_lib
 from ml_assets.lib.forecasters import Forecaster
 from ml_assets.lib.metrics import Metric
@@ -45,9 +46,8 @@ def _glm(data: TrainingData, cfg: Any, primary: Metric) -> Model:
     cv = cross_validation.cv_rows(data)
     if cv is None:
         return model
-    return cross_validation.attach(
-        model, cross_validation.cross_validate(cv, lambda part: model_lib.train_glm(part, cfg))
-    )
+    oof = cross_validation.cross_validate(cv, lambda part: model_lib.train_glm(part, cfg))
+    return cross_validation.attach(model, oof, data.spec.threshold_metric)
 
 
 REGISTRY: dict[str, Family] = {
@@ -87,7 +87,34 @@ def forecaster(spec: MLSpec, name: str) -> Forecaster:
 
 
 def train_tabular(spec: MLSpec, name: str, data: TrainingData, primary: Metric) -> Model:
-    """A candidate of family ``name`` fitted on ``data`` with the spec's settings."""
+    """A candidate of family ``name`` fitted on ``data`` with the spec's settings; with
+    ``class_weight: auto`` and a rare class, fitted unweighted and balanced and the one with
+    the better selection score kept (both scores in its params)."""
     trainer = family(name, spec.task).tabular
     assert trainer is not None, f"family '{name}' serves task '{spec.task}' but has no trainer"
-    return trainer(data, spec.candidates.config(name), primary)
+    cfg = spec.candidates.config(name)
+    options = imbalance.weighting_options(spec, data.y_train)
+    if options == ["spec"]:
+        return trainer(data, cfg, primary)
+    tried: list[tuple[float, Model]] = []
+    for option in options:
+        weighted = spec.model_copy(update={"class_weight": option})
+        model = trainer(dataclasses.replace(data, spec=weighted), cfg, primary)
+        tried.append((_selection_score(model, data, primary), model))
+    best = max(tried, key=lambda t: t[0])[1]  # the first (unweighted) of equals
+    scores = {o: round(s, 6) for o, (s, _) in zip(options, tried, strict=True)}
+    best.params = {**best.params, "class_weight_tried": scores}
+    best.params.setdefault("class_weight", "none")
+    return best
+
+
+def _selection_score(model: Model, data: TrainingData, primary: Metric) -> float:
+    """The score that chooses between candidates, larger is better: the fold mean with
+    cross-validation, else the validation split's."""
+    if model.out_of_fold is not None:
+        value = cross_validation.fold_means(
+            cross_validation.fold_table(model, [primary.name]), [primary.name]
+        )[primary.name]
+    else:
+        value = model_lib.validation_metrics(model, data, [primary.name])[primary.name]
+    return value if primary.greater_is_better else -value

@@ -21,11 +21,13 @@ import optuna
 
 from ml_assets.lib import cross_validation, folds
 from ml_assets.lib.cores import available_threads
+from ml_assets.lib.imbalance import ClassWeights
 from ml_assets.lib.metrics import Metric, score
 from ml_assets.lib.models import (
     LightGBMModel,
     TrainingData,
     choose_threshold,
+    class_weights_of,
     with_validation_rows,
 )
 from ml_assets.lib.preprocess import Preprocessor
@@ -74,6 +76,7 @@ class _Rows:
     y_stop: np.ndarray
     x_val: np.ndarray
     y_val: np.ndarray
+    weights: ClassWeights | None = None  # of the fit rows' classes (class_weight)
 
     def sample(self, fit_rows: int, seed: int) -> _Rows:
         """A seeded subsample with ``fit_rows`` fit rows and the other parts in proportion."""
@@ -91,6 +94,7 @@ class _Rows:
             self.y_stop[stop],
             self.x_val[val],
             self.y_val[val],
+            self.weights,
         )
 
 
@@ -122,6 +126,7 @@ def _encoded(data: TrainingData, cfg: LightGBMCandidate) -> tuple[Preprocessor, 
         data.y_train[stop_rows],
         prep.codes(data.validation),
         data.y_validation,
+        class_weights_of(data),
     )
     return prep, rows
 
@@ -205,11 +210,20 @@ def train_lightgbm(data: TrainingData, cfg: LightGBMCandidate, primary: Metric) 
         prep=prep,
         booster=booster,
     )
+    # The weights of the rows the final booster learned from (train + validation with refit).
+    model.class_weights = class_weights_of(
+        with_validation_rows(data) if data.spec.split.refit else data
+    )
+    if model.class_weights is not None:
+        model.params = {**model.params, **model.class_weights.params()}
     if cv is not None:
-        return cross_validation.attach(model, cross_validation.out_of_fold(cv, best.scores))
+        oof = cross_validation.out_of_fold(cv, best.scores)
+        return cross_validation.attach(model, oof, data.spec.threshold_metric)
     model.validation_scores = best.scores[0]  # the best trial's: of the fit before any refit
     if data.spec.task == "classification":
-        model.threshold = choose_threshold(data.y_validation, best.scores[0])
+        model.threshold = choose_threshold(
+            data.y_validation, best.scores[0], data.spec.threshold_metric
+        )
     return model
 
 
@@ -247,10 +261,20 @@ def _fit_and_score(
 
     boosters, scores, values, iterations = [], [], [], []
     for rows in parts:
+        w = rows.weights
         train_set = lgb.Dataset(
-            rows.x_fit, rows.y_fit, categorical_feature=cat_idx, free_raw_data=False
+            rows.x_fit,
+            rows.y_fit,
+            weight=None if w is None else w.rows(rows.y_fit),
+            categorical_feature=cat_idx,
+            free_raw_data=False,
         )
-        stop_set = lgb.Dataset(rows.x_stop, rows.y_stop, reference=train_set)
+        stop_set = lgb.Dataset(
+            rows.x_stop,
+            rows.y_stop,
+            weight=None if w is None else w.rows(rows.y_stop),
+            reference=train_set,
+        )
         booster = lgb.train(
             params,
             train_set,
@@ -259,6 +283,8 @@ def _fit_and_score(
             callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)],
         )
         predicted = booster.predict(rows.x_val, num_iteration=booster.best_iteration)
+        if w is not None:  # the weighted fit's scores as probabilities
+            predicted = w.corrected(predicted)
         boosters.append(booster)
         scores.append(predicted)
         values.append(_validation_score(primary, rows.y_val, predicted))
@@ -270,11 +296,18 @@ def _refit(
     params: dict[str, Any], rounds: int, data: TrainingData, cat_idx: list[int]
 ) -> tuple[Preprocessor, Any]:
     """The category coding and a booster of ``rounds`` trees with ``params``, fitted on every
-    row of ``data.train`` (no early stopping: the number of trees was chosen already)."""
+    row of ``data.train`` (no early stopping: the number of trees was chosen already), with
+    the class weights of those rows."""
     import lightgbm as lgb
 
     prep = Preprocessor.fit(data.train, data.features, data.categorical)
-    train_set = lgb.Dataset(prep.codes(data.train), data.y_train, categorical_feature=cat_idx)
+    weights = class_weights_of(data)
+    train_set = lgb.Dataset(
+        prep.codes(data.train),
+        data.y_train,
+        weight=None if weights is None else weights.rows(data.y_train),
+        categorical_feature=cat_idx,
+    )
     # A round count or early stopping among the user's params would override the one chosen.
     fixed = {k: v for k, v in params.items() if k not in ROUNDS_AND_STOPPING}
     return prep, lgb.train(fixed, train_set, max(rounds, 1))
@@ -312,7 +345,7 @@ def _trimmed(booster: Any) -> Any:
 def _validation_score(metric: Metric, y_validation: np.ndarray, scores: np.ndarray) -> float:
     """The primary metric on validation, signed so that larger is always better."""
     if metric.kind == "label":  # same rule as the final model: threshold chosen on validation
-        threshold = choose_threshold(y_validation, scores)
+        threshold = choose_threshold(y_validation, scores, metric.name)
         scores = (scores >= threshold).astype(np.int8)
     value = score(metric, y_validation, scores)
     return value if metric.greater_is_better else -value

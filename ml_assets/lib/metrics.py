@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -78,15 +79,74 @@ _METRICS: dict[str, Metric] = {
 }
 
 
+def _precision_at(count: int | None, share: float | None) -> Callable[..., float]:
+    """Precision among the ``count`` (or ``share`` of the) rows scored highest: what a team
+    that can act on k cases finds among them. Ties at the cut go by row order (stable)."""
+
+    def fn(y: np.ndarray, p: np.ndarray) -> float:
+        n = len(y)
+        top = count if count is not None else int(np.ceil((share or 0.0) * n))
+        chosen = np.argsort(-np.asarray(p, dtype=float), kind="stable")[: max(1, min(top, n))]
+        return float(np.mean(np.asarray(y)[chosen]))
+
+    return fn
+
+
+def _recall_at_precision(minimum: float) -> Callable[..., float]:
+    """The largest recall of any threshold whose precision is at least ``minimum`` (0 when
+    none reaches it)."""
+
+    def fn(y: np.ndarray, p: np.ndarray) -> float:
+        precision, recall, _ = skm.precision_recall_curve(y, p)
+        reached = recall[precision >= minimum]
+        return float(reached.max()) if len(reached) else 0.0
+
+    return fn
+
+
+# Metrics with their parameter in the name: precision_at_100 (the 100 highest scores),
+# precision_at_5pct (the highest 5%), recall_at_precision_90 (recall at precision >= 0.90).
+_PARAMETRIC = re.compile(
+    r"^(?:precision_at_(?P<k>[1-9]\d*)(?P<pct>pct)?|recall_at_precision_(?P<p>[1-9]\d?))$"
+)
+PARAMETRIC_EXAMPLES = ("precision_at_100", "precision_at_5pct", "recall_at_precision_90")
+
+
+def _parametric(name: str) -> Metric | None:
+    match = _PARAMETRIC.match(name)
+    if match is None:
+        return None
+    if match["p"]:
+        fn = _recall_at_precision(int(match["p"]) / 100)
+    elif match["pct"]:
+        if int(match["k"]) > 100:
+            return None
+        fn = _precision_at(None, int(match["k"]) / 100)
+    else:
+        fn = _precision_at(int(match["k"]), None)
+    return Metric(name, fn, True, "score", ("classification",))
+
+
 def get_metric(name: str) -> Metric:
-    try:
-        return _METRICS[name]
-    except KeyError:
-        raise KeyError(f"unknown metric '{name}'; known: {sorted(_METRICS)}") from None
+    found = _METRICS.get(name) or _parametric(name)
+    if found is None:
+        raise KeyError(
+            f"unknown metric '{name}'; known: {sorted(_METRICS)}, and with a parameter "
+            f"{', '.join(PARAMETRIC_EXAMPLES)}"
+        )
+    return found
 
 
 def metric_names_for(task: str) -> set[str]:
+    """The metrics of ``task`` with fixed names (parametric ones: ``is_metric_for``)."""
     return {n for n, m in _METRICS.items() if task in m.tasks}
+
+
+def is_metric_for(name: str, task: str) -> bool:
+    try:
+        return task in get_metric(name).tasks
+    except KeyError:
+        return False
 
 
 @dataclass(frozen=True)

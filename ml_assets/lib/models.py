@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from ml_assets.lib.data import binary_target, feature_columns, positive_class
+from ml_assets.lib.imbalance import ClassWeights, class_weights
 from ml_assets.lib.metrics import get_metric, score
 from ml_assets.lib.preprocess import Preprocessor
 from ml_assets.lib.spec import GLMCandidate, MLSpec
@@ -68,6 +69,15 @@ def with_validation_rows(data: TrainingData) -> TrainingData:
     )
 
 
+def class_weights_of(data: TrainingData) -> ClassWeights | None:
+    """The spec's class weights for the rows ``data`` fits on (None: unweighted)."""
+    if data.spec.task != "classification":
+        return None
+    labels = data.train[data.spec.target].drop_nulls().unique().to_list()
+    negative = next((v for v in labels if v != data.positive), None)
+    return class_weights(data.spec, data.y_train, data.positive, negative)
+
+
 def encode_target(spec: MLSpec, frame: pl.DataFrame, positive: object | None) -> np.ndarray:
     if spec.task == "classification":
         return binary_target(frame[spec.target], positive).astype(np.float64)
@@ -92,6 +102,9 @@ class Model(ABC):
     # With cross-validation: each fold's held-out scores (cross_validation.OutOfFold), from
     # which the task computes the selection metrics; a cache like validation_scores.
     out_of_fold: Any = field(default=None, repr=False, compare=False)
+    # The class weights of a weighted fit (imbalance.ClassWeights), whose scores predict()
+    # maps back to probabilities; None for an unweighted one (and models pickled before).
+    class_weights: Any = None
 
     @abstractmethod
     def predict(self, frame: pl.DataFrame) -> np.ndarray: ...
@@ -102,6 +115,10 @@ class Model(ABC):
     def importance(self, frame: pl.DataFrame) -> pl.DataFrame | None:
         """Feature importance on ``frame`` (TreeSHAP, coefficients), or None for baselines."""
         return None
+
+    def _probabilities(self, scores: np.ndarray) -> np.ndarray:
+        scores = np.asarray(scores, dtype=np.float64)
+        return scores if self.class_weights is None else self.class_weights.corrected(scores)
 
     def labels(self, scores: np.ndarray) -> np.ndarray:
         return (scores >= self.threshold).astype(np.int8)
@@ -147,13 +164,33 @@ def train_baselines(data: TrainingData) -> list[Model]:
     ]
 
 
-def choose_threshold(y_true: np.ndarray, scores: np.ndarray) -> float:
-    """The score threshold maximising F1 on validation rows (never on test)."""
-    from sklearn.metrics import precision_recall_curve
+def choose_threshold(y_true: np.ndarray, scores: np.ndarray, metric: str = "f1") -> float:
+    """The score threshold (label 1 at scores >= it) maximising the label metric ``metric``
+    on validation rows (never on test); the first of equal thresholds in score order."""
+    if metric == "f1":
+        from sklearn.metrics import precision_recall_curve
 
-    precision, recall, thresholds = precision_recall_curve(y_true, scores)
-    f1 = 2 * precision * recall / np.clip(precision + recall, 1e-12, None)
-    return float(thresholds[int(np.argmax(f1[:-1]))]) if len(thresholds) else 0.5
+        precision, recall, thresholds = precision_recall_curve(y_true, scores)
+        f1 = 2 * precision * recall / np.clip(precision + recall, 1e-12, None)
+        return float(thresholds[int(np.argmax(f1[:-1]))]) if len(thresholds) else 0.5
+    if len(scores) == 0:
+        return 0.5
+    # Every distinct score as a threshold, from the highest down: the confusion counts of
+    # labelling the rows scored at or above it positive.
+    order = np.argsort(-np.asarray(scores, dtype=float), kind="stable")
+    ordered, y = np.asarray(scores, dtype=float)[order], np.asarray(y_true, dtype=float)[order]
+    ends = np.flatnonzero(np.r_[ordered[1:] != ordered[:-1], True])
+    tp, fp = np.cumsum(y)[ends], np.cumsum(1 - y)[ends]
+    positives, negatives = y.sum(), len(y) - y.sum()
+    fn, tn = positives - tp, negatives - fp
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = {
+            "accuracy": (tp + tn) / len(y),
+            "balanced_accuracy": np.nanmean(np.stack([tp / (tp + fn), tn / (tn + fp)]), axis=0),
+            "precision": tp / (tp + fp),
+            "recall": tp / (tp + fn),
+        }[metric]
+    return float(ordered[ends][int(np.nanargmax(value))])
 
 
 @dataclass
@@ -166,7 +203,7 @@ class GLMModel(Model):
 
     def predict(self, frame: pl.DataFrame) -> np.ndarray:
         assert self.prep is not None
-        return np.asarray(self.result.predict(self.prep.design(frame)), dtype=np.float64)
+        return self._probabilities(self.result.predict(self.prep.design(frame)))
 
     def importance(self, frame: pl.DataFrame) -> pl.DataFrame | None:
         return self.coefficients
@@ -189,15 +226,25 @@ def train_glm(data: TrainingData, cfg: GLMCandidate) -> GLMModel:
         "poisson": sm.families.Poisson(),
         "gaussian": sm.families.Gaussian(),
     }[family_name]
-    prep = Preprocessor.fit(data.train, data.features, data.categorical)
-    result = sm.GLM(data.y_train, prep.design(data.train), family=family).fit()
+
+    def fit(rows: TrainingData) -> tuple[Preprocessor, Any, ClassWeights | None]:
+        prep = Preprocessor.fit(rows.train, rows.features, rows.categorical)
+        weights = class_weights_of(rows)
+        w = None if weights is None else weights.rows(rows.y_train)
+        glm = sm.GLM(rows.y_train, prep.design(rows.train), family=family, var_weights=w)
+        return prep, glm.fit(), weights
+
+    prep, result, weights = fit(data)
     validation_scores = np.asarray(result.predict(prep.design(data.validation)), dtype=np.float64)
+    if weights is not None:
+        validation_scores = weights.corrected(validation_scores)
     params: dict[str, Any] = {"family": family_name, "standardized": True}
     if data.spec.split.refit:  # the same model on train + validation rows
         refit = with_validation_rows(data)
-        prep = Preprocessor.fit(refit.train, data.features, data.categorical)
-        result = sm.GLM(refit.y_train, prep.design(refit.train), family=family).fit()
+        prep, result, weights = fit(refit)
         params |= {"refit": "train+validation", "refit_rows": refit.train.height}
+    if weights is not None:
+        params |= weights.params()
     names = prep.design_names()
     coefficients = pl.DataFrame(
         {
@@ -220,9 +267,12 @@ def train_glm(data: TrainingData, cfg: GLMCandidate) -> GLMModel:
         coefficients=coefficients,
         result=result,
     )
+    model.class_weights = weights
     model.validation_scores = validation_scores  # of the fit on train: honest on validation
     if data.spec.task == "classification":
-        model.threshold = choose_threshold(data.y_validation, validation_scores)
+        model.threshold = choose_threshold(
+            data.y_validation, validation_scores, data.spec.threshold_metric
+        )
     return model
 
 
@@ -235,7 +285,7 @@ class LightGBMModel(Model):
 
     def predict(self, frame: pl.DataFrame) -> np.ndarray:
         assert self.prep is not None
-        return np.asarray(self.booster.predict(self.prep.codes(frame)), dtype=np.float64)
+        return self._probabilities(self.booster.predict(self.prep.codes(frame)))
 
     def importance(self, frame: pl.DataFrame) -> pl.DataFrame | None:
         assert self.prep is not None

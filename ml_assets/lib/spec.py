@@ -12,7 +12,7 @@ import importlib.util
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
@@ -43,6 +43,8 @@ from ml_assets.lib.spec_sections import (  # noqa: F401 (the sections are part o
 
 BUILTIN_SPEC_DIR = Path(__file__).resolve().parent.parent / "specs"
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+# The label metrics a decision threshold can be chosen for (models.choose_threshold).
+LABEL_METRICS = ("f1", "accuracy", "balanced_accuracy", "precision", "recall")
 
 
 class SpecError(ValueError):
@@ -61,6 +63,14 @@ class MLSpec(Strict):
     drop: list[str] = Field(default_factory=list)
     categorical: list[str] = Field(default_factory=list)
     time_column: str | None = None
+    class_weight: Literal["auto", "balanced", "none"] | dict[str | int, float] = Field(
+        "auto",
+        description="classification: row weights by class in every fit (the scores are then "
+        "corrected back to probabilities); balanced: n / (classes x rows of the class); auto: "
+        "when the rarest class is under 5% of the training rows, each candidate is trained "
+        "unweighted and balanced and the selection score keeps the better, else unweighted; "
+        "or a weight per label",
+    )
     split: SplitConfig = SplitConfig()
     metrics: MetricsConfig = MetricsConfig()
     success_criteria: SuccessCriteria = SuccessCriteria()
@@ -97,6 +107,14 @@ class MLSpec(Strict):
         return "stratified" if self.task == "classification" else "random"
 
     @property
+    def threshold_metric(self) -> str:
+        """The label metric a classifier's decision threshold is chosen for on validation."""
+        if self.metrics.threshold_for:
+            return self.metrics.threshold_for
+        named = [self.primary_metric, *self.metrics.secondary]
+        return next((m for m in named if m in LABEL_METRICS), "f1")
+
+    @property
     def primary_metric(self) -> str:
         if self.metrics.primary:
             return self.metrics.primary
@@ -123,14 +141,26 @@ class MLSpec(Strict):
 
 
 def _check_consistency(spec: MLSpec) -> MLSpec:
-    from ml_assets.lib.metrics import metric_names_for
+    from ml_assets.lib.metrics import PARAMETRIC_EXAMPLES, is_metric_for, metric_names_for
 
-    known = metric_names_for(spec.task)
     for metric in [spec.primary_metric, *spec.metrics.secondary, *spec.success_criteria.thresholds]:
-        if metric not in known:
-            raise ValueError(
-                f"unknown metric '{metric}' for task {spec.task}; choose from {sorted(known)}"
-            )
+        if not is_metric_for(metric, spec.task):
+            known = sorted(metric_names_for(spec.task))
+            if spec.task == "classification":
+                known += [f"{e} (any number)" for e in PARAMETRIC_EXAMPLES]
+            raise ValueError(f"unknown metric '{metric}' for task {spec.task}; choose from {known}")
+    if spec.task != "classification" and spec.class_weight != "auto":
+        raise ValueError("class_weight is for classification specs")
+    if isinstance(spec.class_weight, dict) and any(w <= 0 for w in spec.class_weight.values()):
+        raise ValueError(f"class_weight {spec.class_weight}: every weight must be above 0")
+    chosen_for = spec.metrics.threshold_for
+    if chosen_for is not None and (
+        spec.task != "classification" or chosen_for not in LABEL_METRICS
+    ):
+        raise ValueError(
+            f"metrics.threshold_for '{chosen_for}': the decision threshold of a classifier is "
+            f"chosen for one of {list(LABEL_METRICS)}"
+        )
     allowed = families_for(spec.task)
     wrong = [f for f in spec.candidates.configured() if f not in allowed]
     if wrong:

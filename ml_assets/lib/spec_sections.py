@@ -77,6 +77,12 @@ class SplitConfig(Strict):
 class MetricsConfig(Strict):
     primary: str | None = None
     secondary: list[str] = Field(default_factory=list)
+    threshold_for: str | None = Field(
+        None,
+        description="classification: the label metric (f1, accuracy, balanced_accuracy, "
+        "precision, recall) the decision threshold maximises on validation; unset: the first "
+        "label metric among primary and secondary, else f1",
+    )
 
 
 class Bound(Strict):
