@@ -1,10 +1,26 @@
-"""Shared fixtures: an isolated project home (data dir, MLflow SQLite store) per test."""
+"""Shared fixtures: an isolated project home (data dir, MLflow SQLite store) per test; and,
+under pytest-xdist, each worker on a core of its own."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With as many xdist workers as cores, pin each worker (and the processes it starts) to
+    one core: LightGBM takes every core a process may use (lib/cores.py), and two workers'
+    OpenMP threads on the same two cores wait on each other far more than they compute."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or count < 2 or not hasattr(os, "sched_setaffinity"):
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) >= count:
+        os.sched_setaffinity(0, {cores[int(worker[2:]) % len(cores)]})
+
 
 FAIR_SPEC = """
 name: {name}

@@ -200,9 +200,18 @@ def _with_selection(ev: eval_lib.Evaluation, trained: list[Trained]) -> eval_lib
 
 
 def _selection_metadata(ev: eval_lib.Evaluation) -> dict[str, Any]:
-    if ev.selection is None:
-        return {}
-    return {"cross_validation": dg.MetadataValue.md(report_lib.markdown_table(ev.selection))}
+    """The cross-validation that chose the candidate and its fairness, when the spec has them."""
+    out: dict[str, Any] = {}
+    if ev.selection is not None:
+        out["cross_validation"] = dg.MetadataValue.md(report_lib.markdown_table(ev.selection))
+    if ev.fairness is not None:
+        fair = ev.fairness
+        out["fairness_disparities"] = dg.MetadataValue.md(
+            report_lib.markdown_table(fair.disparities)
+        )
+        out["fairness_groups"] = dg.MetadataValue.md(report_lib.markdown_table(fair.groups))
+        out["fairness_within_bound"] = fair.exceeded().height == 0
+    return out
 
 
 def _split_rows(context: dg.AssetExecutionContext, spec: MLSpec, test_rows: int) -> dict[str, int]:

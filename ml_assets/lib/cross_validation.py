@@ -14,6 +14,7 @@ on all of them together.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -26,6 +27,8 @@ from ml_assets.lib.folds import Fold
 from ml_assets.lib.metrics import get_metric, score
 from ml_assets.lib.models import Model, TrainingData, choose_threshold, with_validation_rows
 from ml_assets.lib.spec import MLSpec
+
+log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=Model)
 
@@ -73,12 +76,46 @@ class CVRows:
 
 def cv_rows(data: TrainingData) -> CVRows | None:
     """The folds for ``data``'s spec and size, or None when selection uses the validation
-    split alone."""
-    rows = with_validation_rows(data)
-    k = fold_count(data.spec, rows.train.height)
+    split alone. Folds that cannot score a model (no rows to fit or to score, one class only)
+    are an error when the spec asked for them, and a logged fallback to the validation split
+    when the default chose them."""
+    rows, spec = with_validation_rows(data), data.spec
+    k = fold_count(spec, rows.train.height)
     if k < 2:
         return None
-    return CVRows(rows, fold_lib.cv_folds(data.spec, rows.train, k))
+    try:
+        made = fold_lib.cv_folds(spec, rows.train, k)
+        problem = _unusable(spec, rows.y_train, made)
+    except ValueError as exc:
+        made, problem = [], str(exc)
+    if problem is None:
+        return CVRows(rows, made)
+    if spec.split.cv_folds is None:
+        log.warning(
+            "spec '%s': %d default folds do not work here (%s); candidates are chosen on the "
+            "validation split (set split.cv_folds to choose)",
+            spec.name,
+            k,
+            problem,
+        )
+        return None
+    raise ValueError(
+        f"spec '{spec.name}': split.cv_folds: {k} cannot be made from "
+        f"{rows.train.height} train + validation rows: {problem}; use fewer folds, or 0"
+    )
+
+
+def _unusable(spec: MLSpec, y: np.ndarray, made: list[Fold]) -> str | None:
+    """Why a fold cannot fit or score a model, or None."""
+    for fold in made:
+        if len(fold.fit) == 0 or len(fold.score) == 0:
+            side = "fit on" if len(fold.fit) == 0 else "score"
+            return f"fold {fold.index + 1} has no rows to {side}"
+        if spec.task == "classification":
+            for side, rows in (("fitted", fold.fit), ("held-out", fold.score)):
+                if len(np.unique(y[rows])) < 2:
+                    return f"fold {fold.index + 1}'s {side} rows hold one class only"
+    return None
 
 
 @dataclass(frozen=True)

@@ -204,6 +204,7 @@ def required_source_columns(spec: MLSpec) -> list[str]:
     """Columns the spec itself refers to and that must come from the source."""
     derived = set(spec.derive)
     named = [spec.target, *spec.drop, *spec.categorical, *spec.evaluation.segment_columns]
+    named += spec.fairness.columns if spec.fairness else []
     if spec.time_column:
         named.append(spec.time_column)
     return sorted({c for c in named if c not in derived})
@@ -228,7 +229,8 @@ def derive_inputs(spec: MLSpec, rows: pl.DataFrame) -> pl.DataFrame:
 
 
 def build_features(spec: MLSpec, raw: pl.DataFrame) -> pl.DataFrame:
-    """Apply ``derive`` (polars SQL expressions), drop ``drop`` columns, add a stable row id."""
+    """Apply ``derive`` (polars SQL expressions), drop ``drop`` columns (but those the
+    fairness report needs), add a stable row id."""
     frame = raw
     for name, expression in spec.derive.items():
         try:
@@ -243,7 +245,8 @@ def build_features(spec: MLSpec, raw: pl.DataFrame) -> pl.DataFrame:
             f"spec '{spec.name}': target column '{spec.target}' is neither in the source data "
             f"nor derived; available columns: {frame.columns}"
         )
-    frame = frame.drop([c for c in spec.drop if c in frame.columns])
+    kept = set(spec.fairness.columns) if spec.fairness else set()  # reported, never features
+    frame = frame.drop([c for c in spec.drop if c in frame.columns and c not in kept])
     return nan_as_null(frame).with_row_index(ROW_ID)
 
 
@@ -254,8 +257,9 @@ def nan_as_null(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def feature_columns(spec: MLSpec, frame: pl.DataFrame) -> list[str]:
-    """Model inputs: everything but the target, the time column and our ``__`` columns."""
-    excluded = {spec.target, spec.time_column}
+    """Model inputs: everything but the target, the time column, our ``__`` columns and a
+    dropped column kept for the fairness report."""
+    excluded = {spec.target, spec.time_column, *spec.drop}
     return [c for c in frame.columns if c not in excluded and not c.startswith("__")]
 
 

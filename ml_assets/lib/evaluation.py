@@ -8,7 +8,7 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
-from ml_assets.lib import intervals
+from ml_assets.lib import fairness, intervals
 from ml_assets.lib.data import fingerprint
 from ml_assets.lib.metrics import Estimate, Metric, get_metric
 from ml_assets.lib.models import Model, encode_target
@@ -62,6 +62,7 @@ class Evaluation:
     # the folds were made.
     selection: pl.DataFrame | None = None
     selection_folds: str = ""
+    fairness: fairness.Fairness | None = None  # the candidate's, with a fairness section
 
     @property
     def baseline(self) -> Scored:
@@ -159,6 +160,21 @@ def evaluate(
         )
 
     champ = _score_model(spec, champion, "champion", test, y) if champion else None
+    fair = None
+    if spec.fairness is not None and cand.labels is not None:
+        fair = fairness.assess(
+            {c: test[c].to_numpy() for c in spec.fairness.columns},
+            y,
+            cand.labels,
+            disparities=tuple(spec.fairness.metrics),
+            bound=spec.fairness.max_disparity,
+            blocking=spec.fairness.block,
+            samples=cfg.bootstrap_samples,
+            confidence=cfg.confidence,
+            seed=seed,
+            max_rows=cfg.bootstrap_max_rows,
+            min_group_rows=spec.fairness.min_group_rows,
+        )
     sample = diagnostic_sample(test.height, cfg.diagnostic_rows, seed)
     method = intervals.interval_method(primary, test.height, cfg.bootstrap_max_rows)
     return Evaluation(
@@ -187,6 +203,7 @@ def evaluate(
         if method == "bootstrap"
         else "paired normal test with influence-function standard errors over test rows",
         diagnostic_sample=sample,
+        fairness=fair,
     )
 
 

@@ -37,6 +37,7 @@ from ml_assets.lib.timeseries import (
     FeatureBuilder,
     Fold,
     assert_no_lookahead,
+    differences_needed,
     lag_features,
     mase_scale,
     seasonal_cycle,
@@ -146,11 +147,20 @@ class SARIMAXForecaster(Forecaster):
             return
         d = differences_needed(y, exog)
         # AIC compares models of one d only: the likelihoods of other d are of other data.
-        results = {
-            (p, d, q): fitted((p, d, q))
-            for p in range(self.max_order + 1)
-            for q in range(self.max_order + 1)
-        }
+        results = {}
+        for p in range(self.max_order + 1):
+            for q in range(self.max_order + 1):
+                try:
+                    result = fitted((p, d, q))
+                except (np.linalg.LinAlgError, ValueError):  # an order that cannot be fitted
+                    continue
+                if np.isfinite(result.aic):
+                    results[(p, d, q)] = result
+        if not results:
+            raise ValueError(
+                f"SARIMAX order: auto: no order with p, q <= {self.max_order} and d = {d} "
+                "could be fitted to this history; set a fixed order"
+            )
         self.order = min(results, key=lambda o: (results[o].aic, o))
         self.result = results[self.order]
         self.params = {**self.params, "order_selected": list(self.order)}
@@ -281,24 +291,6 @@ def ets(spec: MLSpec, cfg: ETSCandidate) -> Forecaster:
         seasonal=cfg.seasonal,
         **_common(spec, "candidate"),
     )
-
-
-def differences_needed(y: np.ndarray, exog: np.ndarray | None, alpha: float = 0.05) -> int:
-    """0 or 1: one difference when a KPSS test rejects (level) stationarity of ``y`` less its
-    regression on ``exog`` (the seasonal terms), as auto-ARIMA procedures choose d."""
-    import warnings
-
-    from statsmodels.tools.sm_exceptions import InterpolationWarning
-    from statsmodels.tsa.stattools import kpss
-
-    rest = y - y.mean()
-    if exog is not None:
-        design = np.column_stack([np.ones(len(y)), exog])
-        rest = y - design @ np.linalg.lstsq(design, y, rcond=None)[0]
-    with warnings.catch_warnings():  # p-values beyond the table's ends are its ends
-        warnings.simplefilter("ignore", InterpolationWarning)
-        p_value = kpss(rest, regression="c", nlags="auto")[1]
-    return int(p_value < alpha)
 
 
 def sarimax(spec: MLSpec, cfg: SARIMAXCandidate) -> Forecaster:

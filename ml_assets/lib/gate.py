@@ -83,6 +83,21 @@ def decide(
             "its CI must be above 0",
         )
     )
+    fair = evaluation.fairness
+    if fair is not None and fair.blocking:
+        over = fair.exceeded()
+        detail = "; ".join(
+            f"{r['disparity']} over '{r['column']}' {r['value']:.4f} [{r['lower']:.4f}, "
+            f"{r['upper']:.4f}]"
+            for r in (over if over.height else fair.disparities).iter_rows(named=True)
+        )
+        checks.append(
+            Criterion(
+                "fairness",
+                over.height == 0,
+                f"{detail}; required <= {fair.bound} (fairness.max_disparity)",
+            )
+        )
     seasonal = evaluation.forecast.vs_seasonal_naive if evaluation.forecast else None
     if seasonal is not None and evaluation.best_baseline != "seasonal_naive":
         checks.append(

@@ -192,7 +192,30 @@ def metric_ci(
     """``metric`` with its CI by the method ``interval_method`` picks for this many rows."""
     if interval_method(metric, len(y_true), bootstrap_max_rows) == "influence":
         return influence_ci(metric, y_true, y, confidence)
-    return bootstrap_ci(metric, y_true, y, samples, confidence, seed)
+    sample = _subsample(len(y_true), bootstrap_max_rows, seed)
+    if sample is None:
+        return bootstrap_ci(metric, y_true, y, samples, confidence, seed)
+    small = bootstrap_ci(metric, y_true[sample], y[sample], samples, confidence, seed)
+    return _widened(score(metric, y_true, y), small, len(sample), len(y_true))
+
+
+def _subsample(rows: int, limit: int, seed: int) -> np.ndarray | None:
+    """A seeded sample of ``limit`` positions when a metric without an influence function
+    has more rows than that (its bootstrap costs resamples x rows); None when they fit."""
+    if rows <= max(limit, 1000):
+        return None
+    return np.sort(np.random.default_rng([seed, 7]).choice(rows, max(limit, 1000), replace=False))
+
+
+def _widened(point: float, small: Estimate, m: int, n: int) -> Estimate:
+    """An interval from a bootstrap of m of the n rows, its half-widths scaled by sqrt(m/n)
+    (the root-n rate) around the point estimate on all n rows."""
+    shrink = np.sqrt(m / n)
+    return Estimate(
+        point,
+        point - (small.value - small.lower) * shrink,
+        point + (small.upper - small.value) * shrink,
+    )
 
 
 def paired_improvement(
@@ -208,7 +231,15 @@ def paired_improvement(
     """Paired improvement of ``y_new`` over ``y_ref``, by the same choice of method."""
     if interval_method(metric, len(y_true), bootstrap_max_rows) == "influence":
         return influence_paired(metric, y_true, y_new, y_ref, confidence)
-    return paired_bootstrap_improvement(metric, y_true, y_new, y_ref, samples, confidence, seed)
+    sample = _subsample(len(y_true), bootstrap_max_rows, seed)
+    if sample is None:
+        return paired_bootstrap_improvement(metric, y_true, y_new, y_ref, samples, confidence, seed)
+    small = paired_bootstrap_improvement(
+        metric, y_true[sample], y_new[sample], y_ref[sample], samples, confidence, seed
+    )
+    sign = 1.0 if metric.greater_is_better else -1.0
+    point = sign * (score(metric, y_true, y_new) - score(metric, y_true, y_ref))
+    return _widened(point, small, len(sample), len(y_true))
 
 
 def describe(method: Method, samples: int, bootstrap_max_rows: int) -> str:

@@ -145,7 +145,7 @@ def train_lightgbm(data: TrainingData, cfg: LightGBMCandidate, primary: Metric) 
     validation. The model's params say which search ran.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    seed = data.spec.split.seed
+    seed, threshold_for = data.spec.split.seed, data.spec.threshold_metric
     cv = cross_validation.cv_rows(data)
     if cv is None:
         prep, part = _encoded(data, cfg)
@@ -169,7 +169,7 @@ def train_lightgbm(data: TrainingData, cfg: LightGBMCandidate, primary: Metric) 
 
     def objective(trial: Any) -> float:
         params = {**base, **{k: _suggest(trial, k, lo, hi) for k, (lo, hi) in cfg.search.items()}}
-        result = _fit_and_score(params, searched, cfg, cat_idx, primary)
+        result = _fit_and_score(params, searched, cfg, cat_idx, primary, threshold_for)
         if halving:  # only the params are needed: finalists are refit on every row
             trials.append(dataclasses.replace(result, boosters=[]))
         else:  # keep the best so far (the first of equals)
@@ -181,7 +181,9 @@ def train_lightgbm(data: TrainingData, cfg: LightGBMCandidate, primary: Metric) 
     search: dict[str, Any] = {"trials": cfg.budget}
     if halving:
         ranked = sorted(trials, key=lambda t: t.value, reverse=True)[: cfg.finalists]
-        trials = [_fit_and_score(t.params, parts, cfg, cat_idx, primary) for t in ranked]
+        trials = [
+            _fit_and_score(t.params, parts, cfg, cat_idx, primary, threshold_for) for t in ranked
+        ]
         search |= {
             "search": "successive halving",
             "search_fit_rows": len(searched[0].y_fit),
@@ -254,6 +256,7 @@ def _fit_and_score(
     cfg: LightGBMCandidate,
     cat_idx: list[int],
     primary: Metric,
+    threshold_for: str,
 ) -> _Trial:
     """One LightGBM fit per part with early stopping on its stopping rows, scored on its
     held-out rows; the trial's value is the mean of the parts' primary metric."""
@@ -287,7 +290,7 @@ def _fit_and_score(
             predicted = w.corrected(predicted)
         boosters.append(booster)
         scores.append(predicted)
-        values.append(_validation_score(primary, rows.y_val, predicted))
+        values.append(_validation_score(primary, rows.y_val, predicted, threshold_for))
         iterations.append(int(booster.best_iteration or booster.current_iteration()))
     return _Trial(float(np.mean(values)), params, boosters, scores, iterations)
 
@@ -342,10 +345,12 @@ def _trimmed(booster: Any) -> Any:
     return lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
 
 
-def _validation_score(metric: Metric, y_validation: np.ndarray, scores: np.ndarray) -> float:
+def _validation_score(
+    metric: Metric, y_validation: np.ndarray, scores: np.ndarray, threshold_for: str
+) -> float:
     """The primary metric on validation, signed so that larger is always better."""
     if metric.kind == "label":  # same rule as the final model: threshold chosen on validation
-        threshold = choose_threshold(y_validation, scores, metric.name)
+        threshold = choose_threshold(y_validation, scores, threshold_for)
         scores = (scores >= threshold).astype(np.int8)
     value = score(metric, y_validation, scores)
     return value if metric.greater_is_better else -value

@@ -79,15 +79,22 @@ _METRICS: dict[str, Metric] = {
 }
 
 
-def _precision_at(count: int | None, share: float | None) -> Callable[..., float]:
-    """Precision among the ``count`` (or ``share`` of the) rows scored highest: what a team
-    that can act on k cases finds among them. Ties at the cut go by row order (stable)."""
+def _precision_at(count: int | None, percent: int | None) -> Callable[..., float]:
+    """Precision among the ``count`` (or ``percent`` % of the) rows scored highest: what a
+    team that can act on k cases finds among them. Rows tied at the cut share the remaining
+    places: they count with their group's positive share, whatever the row order."""
 
     def fn(y: np.ndarray, p: np.ndarray) -> float:
         n = len(y)
-        top = count if count is not None else int(np.ceil((share or 0.0) * n))
-        chosen = np.argsort(-np.asarray(p, dtype=float), kind="stable")[: max(1, min(top, n))]
-        return float(np.mean(np.asarray(y)[chosen]))
+        if n == 0:
+            return float("nan")
+        top = count if count is not None else -(-(percent or 0) * n // 100)  # ceil, exact
+        k = max(1, min(int(top), n))
+        scores, truth = np.asarray(p, dtype=float), np.asarray(y, dtype=float)
+        cut = np.partition(scores, n - k)[n - k]  # the k-th highest score
+        above, tied = scores > cut, scores == cut
+        places = k - int(above.sum())
+        return float((truth[above].sum() + places * truth[tied].mean()) / k)
 
     return fn
 
@@ -121,7 +128,7 @@ def _parametric(name: str) -> Metric | None:
     elif match["pct"]:
         if int(match["k"]) > 100:
             return None
-        fn = _precision_at(None, int(match["k"]) / 100)
+        fn = _precision_at(None, int(match["k"]))
     else:
         fn = _precision_at(int(match["k"]), None)
     return Metric(name, fn, True, "score", ("classification",))

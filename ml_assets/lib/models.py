@@ -190,6 +190,8 @@ def choose_threshold(y_true: np.ndarray, scores: np.ndarray, metric: str = "f1")
             "precision": tp / (tp + fp),
             "recall": tp / (tp + fn),
         }[metric]
+    if np.all(np.isnan(value)):  # e.g. recall of rows without a positive
+        return 0.5
     return float(ordered[ends][int(np.nanargmax(value))])
 
 

@@ -20,6 +20,7 @@ IMPORTANCE = "Feature importance"
 HOLDOUT = "Holdout forecast"
 BACKTESTS = "Backtest folds"
 STEP_ERRORS = "Error by horizon step"
+FAIRNESS = "Rates per group"
 
 
 def _pyplot():  # noqa: ANN202
@@ -49,7 +50,28 @@ def plots(ev: Evaluation) -> dict[str, str]:
         out = _regression_plots(ev)
     if ev.importance is not None and ev.importance.height:
         out[IMPORTANCE] = _importance_plot(ev.importance)
+    if ev.fairness is not None and ev.fairness.groups.height:
+        out[FAIRNESS] = _fairness_plot(ev.fairness.groups)
     return out
+
+
+def _fairness_plot(groups: pl.DataFrame) -> str:
+    """Selection rate, TPR and FPR per group with their intervals, one panel per column."""
+    plt = _pyplot()
+    columns = groups["column"].unique(maintain_order=True).to_list()
+    fig, axes = plt.subplots(1, len(columns), figsize=(5 * len(columns), 3.2), squeeze=False)
+    for ax, column in zip(axes[0], columns, strict=True):
+        part = groups.filter(pl.col("column") == column)
+        x = np.arange(part.height)
+        for i, rate in enumerate(("selection_rate", "tpr", "fpr")):
+            value = part[rate].to_numpy()
+            err = np.abs(np.stack([value - part[f"{rate}_lower"], part[f"{rate}_upper"] - value]))
+            ax.bar(x + (i - 1) * 0.27, value, 0.27, yerr=np.nan_to_num(err), capsize=2, label=rate)
+        ax.set_xticks(x, part["group"].to_list())
+        ax.set_title(column)
+        ax.set_ylim(0, 1)
+    axes[0][0].legend(fontsize=8)
+    return figure_png(fig)
 
 
 def curve(x: np.ndarray, y: np.ndarray, points: int = 2000) -> tuple[np.ndarray, np.ndarray]:

@@ -129,6 +129,31 @@ def segment_table(per_group: pl.DataFrame, metric: str) -> pl.DataFrame:
     )
 
 
+def _fairness_section(ev: Evaluation, figures: dict[str, str]) -> list[str]:
+    fair = ev.fairness
+    assert fair is not None
+    over = fair.exceeded()
+    if fair.bound is None:
+        verdict = "No bound is set (fairness.max_disparity)."
+    elif over.height == 0:
+        verdict = f"Every disparity is within the bound {fair.bound}."
+    else:
+        enforced = "fails the gate" if fair.blocking else "is reported, not enforced (block: false)"
+        verdict = f"{over.height} disparity(ies) exceed the bound {fair.bound}: this {enforced}."
+    sampled = f" (resampled from a seeded sample of {fair.resampled_rows:,} rows)"
+    return [
+        "<h2>Fairness across groups</h2>",
+        f"<p>At the decision threshold {ev.candidate.name} selects (labels positive) each "
+        f"group's rows at the rates below, with {ev.confidence:.0%} bootstrap intervals"
+        f"{sampled if fair.resampled_rows < ev.test_rows else ''}. Demographic-parity "
+        "difference: the largest minus the smallest selection rate; equalized-odds difference: "
+        f"the larger of the TPR and FPR ranges. {html.escape(verdict)}</p>",
+        _table_html(fair.disparities),
+        _table_html(fair.groups),
+        *([_img(figures[plot_lib.FAIRNESS])] if plot_lib.FAIRNESS in figures else []),
+    ]
+
+
 def _gate_table(decision: GateDecision) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(c.name)}</td><td class='{'pass' if c.passed else 'fail'}'>"
@@ -200,6 +225,8 @@ def render_html(
             sections += [f"<h2>{name}</h2>", _img(figures[name])]
     if plot_lib.CURVES in figures:
         sections += [f"<h2>{plot_lib.CURVES}</h2>", _img(figures[plot_lib.CURVES])]
+    if ev.fairness is not None:
+        sections += _fairness_section(ev, figures)
     if ev.per_class is not None:
         sections += [
             "<h2>Classes at the decision threshold</h2>",

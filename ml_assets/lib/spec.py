@@ -24,6 +24,7 @@ from ml_assets.lib.spec_sections import (  # noqa: F401 (the sections are part o
     ColumnContract,
     ETSCandidate,
     EvaluationConfig,
+    FairnessConfig,
     ForecastConfig,
     GLMCandidate,
     LightGBMCandidate,
@@ -78,6 +79,7 @@ class MLSpec(Strict):
     forecast: ForecastConfig | None = None
     validation: ValidationConfig = ValidationConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    fairness: FairnessConfig | None = None
     monitoring: MonitoringConfig | None = None
     spec_path: Path = Field(Path("."), exclude=True)
 
@@ -112,7 +114,10 @@ class MLSpec(Strict):
         if self.metrics.threshold_for:
             return self.metrics.threshold_for
         named = [self.primary_metric, *self.metrics.secondary]
-        return next((m for m in named if m in LABEL_METRICS), "f1")
+        # Precision or recall alone is maximised by labelling (almost) nothing or everything
+        # positive: only chosen when named in threshold_for.
+        balanced = ("f1", "accuracy", "balanced_accuracy")
+        return next((m for m in named if m in balanced), "f1")
 
     @property
     def primary_metric(self) -> str:
@@ -149,6 +154,13 @@ def _check_consistency(spec: MLSpec) -> MLSpec:
             if spec.task == "classification":
                 known += [f"{e} (any number)" for e in PARAMETRIC_EXAMPLES]
             raise ValueError(f"unknown metric '{metric}' for task {spec.task}; choose from {known}")
+    if spec.fairness is not None:
+        if spec.task != "classification":
+            raise ValueError("'fairness' (rates per group at the threshold) is for classification")
+        if spec.fairness.block and spec.fairness.max_disparity is None:
+            raise ValueError("fairness.block needs fairness.max_disparity, the bound it enforces")
+        if spec.target in spec.fairness.columns:
+            raise ValueError(f"fairness.columns: the target '{spec.target}' is not a group")
     if spec.task != "classification" and spec.class_weight != "auto":
         raise ValueError("class_weight is for classification specs")
     if isinstance(spec.class_weight, dict) and any(w <= 0 for w in spec.class_weight.values()):

@@ -285,6 +285,32 @@ class MonitoringConfig(Strict):
     retrain_cron: str = Field("0 3 * * 1", description="weekly safety-net retraining (cron)")
 
 
+class FairnessConfig(Strict):
+    """Rates per group of people and their disparities, for a classifier on the test split."""
+
+    columns: list[str] = Field(
+        min_length=1,
+        description="one table of groups per column; a column also listed in 'drop' is kept "
+        "for this report and never given to a model",
+    )
+    metrics: list[Literal["demographic_parity_difference", "equalized_odds_difference"]] = Field(
+        default_factory=lambda: [
+            "demographic_parity_difference",
+            "equalized_odds_difference",
+        ]
+    )
+    max_disparity: float | None = Field(None, gt=0.0, le=1.0)
+    min_group_rows: int = Field(
+        30,
+        ge=1,
+        description="groups with fewer test rows (or, for TPR and FPR, fewer positives or "
+        "negatives) are listed but left out of the disparities: their rates are noise",
+    )
+    block: bool = Field(
+        False, description="a disparity above max_disparity fails the promotion gate"
+    )
+
+
 class EvaluationConfig(Strict):
     bootstrap_samples: int = Field(1000, ge=100)
     confidence: float = Field(0.95, gt=0.5, lt=1.0)

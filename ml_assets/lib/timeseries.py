@@ -285,3 +285,21 @@ def seasonal_cycle(frequency: str, seasonal_period: int) -> float:
     steps_a_year = YEAR_DAYS / (int(match.group(1)) * _STEP_DAYS[match.group(2)])
     near_a_year = abs(seasonal_period - steps_a_year) / steps_a_year < 0.03
     return steps_a_year if near_a_year else float(seasonal_period)
+
+
+def differences_needed(y: np.ndarray, exog: np.ndarray | None, alpha: float = 0.05) -> int:
+    """0 or 1: one difference when a KPSS test rejects (level) stationarity of ``y`` less its
+    regression on ``exog`` (the seasonal terms), as auto-ARIMA procedures choose d."""
+    import warnings
+
+    from statsmodels.tools.sm_exceptions import InterpolationWarning
+    from statsmodels.tsa.stattools import kpss
+
+    rest = y - y.mean()
+    if exog is not None:
+        design = np.column_stack([np.ones(len(y)), exog])
+        rest = y - design @ np.linalg.lstsq(design, y, rcond=None)[0]
+    with warnings.catch_warnings():  # p-values beyond the table's ends are its ends
+        warnings.simplefilter("ignore", InterpolationWarning)
+        p_value = kpss(rest, regression="c", nlags="auto")[1]
+    return int(p_value < alpha)

@@ -38,7 +38,8 @@ def for_spec(
 ) -> tuple[list[Failure], int]:
     """Every value check of a spec's features frame (``learned``: the learned contract's
     column profiles); the failures, and how many checks ran."""
-    skip = {ROW_ID, spec.target, spec.time_column, *spec.split.group_columns}
+    # Dropped columns still here are kept for the fairness report only: never features.
+    skip = {ROW_ID, spec.target, spec.time_column, *spec.split.group_columns, *spec.drop}
     features = [c for c in frame.columns if c not in skip and not c.startswith("__")]
     declared = {
         **{c: "categorical" for c in spec.categorical},

@@ -176,3 +176,14 @@ def test_folds_off_keeps_selection_on_the_validation_split() -> None:
     model = train_lightgbm(data, LGBM, get_metric("rmse"))
     assert model.out_of_fold is None and "cv_folds" not in model.params
     assert model.validation_scores is not None
+
+
+def test_default_folds_that_cannot_be_made_fall_back_and_asked_for_ones_fail() -> None:
+    spec, raw = _grouped()
+    few = raw.with_columns((pl.col("person").cast(pl.Int64) % 4).cast(pl.String).alias("person"))
+    data = _data(spec, few)  # 4 people in all: 5 grouped folds cannot be made
+    assert cv_lib.cv_rows(data) is None
+    assert train_lightgbm(data, LGBM, get_metric("rmse")).out_of_fold is None
+    asked = spec.model_copy(update={"split": spec.split.model_copy(update={"cv_folds": 5})})
+    with pytest.raises(ValueError, match="split.cv_folds: 5 cannot be made from .* use fewer"):
+        cv_lib.cv_rows(_data(asked, few))

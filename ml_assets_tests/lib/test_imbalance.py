@@ -142,3 +142,29 @@ def test_an_unweighted_glm_matches_statsmodels_with_no_weights() -> None:
     np.testing.assert_allclose(
         model.predict(data.validation), plain.predict(model.prep.design(data.validation)), rtol=1e-8
     )  # type: ignore[attr-defined]
+
+
+def test_tied_scores_share_the_places_at_the_cut() -> None:
+    y = np.array([1, 1, 0, 0, 0, 0, 0, 0, 0, 0])
+    constant = np.full(10, 0.5)  # a baseline: precision at k is the positive share
+    assert score(get_metric("precision_at_3"), y, constant) == pytest.approx(0.2)
+    assert score(get_metric("precision_at_3"), y[::-1], constant) == pytest.approx(0.2)
+    assert score(get_metric("precision_at_7pct"), np.ones(100), np.arange(100.0)) == 1.0
+
+
+def test_precision_or_recall_alone_never_sets_the_threshold_by_default() -> None:
+    spec = spec_from({"metrics": {"primary": "recall", "secondary": ["precision"]}})
+    assert spec.threshold_metric == "f1"
+    assert choose_threshold(np.zeros(5), np.linspace(0, 1, 5), "recall") == 0.5
+
+
+def test_rare_event_metrics_on_many_rows_resample_a_sample() -> None:
+    from ml_assets.lib import intervals
+
+    rng = np.random.default_rng(0)
+    y = (rng.random(300_000) < 0.02).astype(float)
+    p = np.clip(0.3 * y + rng.random(300_000) * 0.7, 0, 1)
+    metric = get_metric("precision_at_1pct")
+    est = intervals.metric_ci(metric, y, p, 200, 0.95, 0, 20_000)
+    assert est.value == pytest.approx(score(metric, y, p))
+    assert est.lower < est.value < est.upper and est.upper - est.lower < 0.1

@@ -8,7 +8,8 @@ import pytest
 import statsmodels.api as sm
 
 from ml_assets.lib import families
-from ml_assets.lib.forecasters import SARIMAXForecaster, differences_needed
+from ml_assets.lib.forecasters import SARIMAXForecaster
+from ml_assets.lib.timeseries import differences_needed
 from ml_assets_tests.lib.conftest import forecast_spec
 from ml_assets_tests.lib.test_forecasters import frame_of
 
