@@ -180,6 +180,13 @@ def interval_method(metric: Metric, rows: int, bootstrap_max_rows: int) -> Metho
     return "influence" if rows > bootstrap_max_rows and metric.name in INFLUENCE else "bootstrap"
 
 
+def _method(metric: Metric, y: np.ndarray, bootstrap_max_rows: int) -> Method:
+    """``interval_method`` for these predictions: class-probability matrices (K > 2 classes)
+    and class labels beyond 0/1 have no influence function here and are bootstrapped."""
+    several = y.ndim == 2 or (metric.kind == "label" and len(y) and float(np.max(y)) > 1)
+    return "bootstrap" if several else interval_method(metric, len(y), bootstrap_max_rows)
+
+
 def metric_ci(
     metric: Metric,
     y_true: np.ndarray,
@@ -190,7 +197,7 @@ def metric_ci(
     bootstrap_max_rows: int,
 ) -> Estimate:
     """``metric`` with its CI by the method ``interval_method`` picks for this many rows."""
-    if interval_method(metric, len(y_true), bootstrap_max_rows) == "influence":
+    if _method(metric, y, bootstrap_max_rows) == "influence":
         return influence_ci(metric, y_true, y, confidence)
     sample = _subsample(len(y_true), bootstrap_max_rows, seed)
     if sample is None:
@@ -229,7 +236,7 @@ def paired_improvement(
     bootstrap_max_rows: int,
 ) -> Estimate:
     """Paired improvement of ``y_new`` over ``y_ref``, by the same choice of method."""
-    if interval_method(metric, len(y_true), bootstrap_max_rows) == "influence":
+    if _method(metric, y_new, bootstrap_max_rows) == "influence":
         return influence_paired(metric, y_true, y_new, y_ref, confidence)
     sample = _subsample(len(y_true), bootstrap_max_rows, seed)
     if sample is None:

@@ -35,8 +35,58 @@ def _poisson_deviance(y: np.ndarray, p: np.ndarray) -> float:
     return float(skm.mean_poisson_deviance(y, np.clip(p, 1e-9, None)))
 
 
+# Classification scores are P(positive) per row for two classes, or for K > 2 classes a
+# (rows, K) matrix of class probabilities, columns in class order and the truth a class index
+# 0..K-1; labels are class indices either way. Every classification metric takes both.
+
+
+def _classes(p: np.ndarray) -> list[int]:
+    return list(range(p.shape[1])) if p.ndim == 2 else [0, 1]
+
+
 def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
-    return float(skm.log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1]))
+    return float(skm.log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=_classes(p)))
+
+
+def _roc_auc(y: np.ndarray, p: np.ndarray) -> float:
+    """ROC AUC; for K classes the macro average of one-vs-rest AUCs."""
+    if p.ndim == 1:
+        return float(skm.roc_auc_score(y, p))
+    return float(skm.roc_auc_score(y, p, multi_class="ovr", average="macro", labels=_classes(p)))
+
+
+def _one_hot(y: np.ndarray, k: int) -> np.ndarray:
+    return (np.asarray(y, dtype=int)[:, None] == np.arange(k)[None, :]).astype(float)
+
+
+def _average_precision(y: np.ndarray, p: np.ndarray) -> float:
+    """Average precision; for K classes the macro average over one-vs-rest."""
+    if p.ndim == 1:
+        return float(skm.average_precision_score(y, p))
+    return float(skm.average_precision_score(_one_hot(y, p.shape[1]), p, average="macro"))
+
+
+def _brier(y: np.ndarray, p: np.ndarray) -> float:
+    """Brier score; for K classes the mean over rows of the squared error summed over classes."""
+    if p.ndim == 1:
+        return float(skm.brier_score_loss(y, p))
+    return float(np.mean(np.sum((p - _one_hot(y, p.shape[1])) ** 2, axis=1)))
+
+
+def _averaged(fn: Callable[..., float], average: str) -> Callable[..., float]:
+    return lambda y, label: float(fn(y, label, average=average, zero_division=0))
+
+
+def _top_k_accuracy(k: int) -> Callable[..., float]:
+    """Share of rows whose true class is among the k most probable (1.0 for two classes
+    and k >= 2)."""
+
+    def fn(y: np.ndarray, p: np.ndarray) -> float:
+        if p.ndim == 1:
+            return 1.0 if k >= 2 else float(np.mean((p >= 0.5) == (y > 0.5)))
+        return float(skm.top_k_accuracy_score(y, p, k=min(k, p.shape[1]), labels=_classes(p)))
+
+    return fn
 
 
 def _smape(y: np.ndarray, p: np.ndarray) -> float:
@@ -55,12 +105,14 @@ def _needs_scale(y: np.ndarray, p: np.ndarray) -> float:
 _METRICS: dict[str, Metric] = {
     m.name: m
     for m in [
-        Metric("roc_auc", skm.roc_auc_score, True, "score", ("classification",)),
-        Metric(
-            "average_precision", skm.average_precision_score, True, "score", ("classification",)
-        ),
+        Metric("roc_auc", _roc_auc, True, "score", ("classification",)),
+        Metric("average_precision", _average_precision, True, "score", ("classification",)),
         Metric("log_loss", _log_loss, False, "score", ("classification",)),
-        Metric("brier", skm.brier_score_loss, False, "score", ("classification",)),
+        Metric("brier", _brier, False, "score", ("classification",)),
+        Metric("macro_f1", _averaged(skm.f1_score, "macro"), True, "label", ("classification",)),
+        Metric(
+            "weighted_f1", _averaged(skm.f1_score, "weighted"), True, "label", ("classification",)
+        ),
         Metric("accuracy", skm.accuracy_score, True, "label", ("classification",)),
         Metric(
             "balanced_accuracy", skm.balanced_accuracy_score, True, "label", ("classification",)
@@ -114,16 +166,24 @@ def _recall_at_precision(minimum: float) -> Callable[..., float]:
 # Metrics with their parameter in the name: precision_at_100 (the 100 highest scores),
 # precision_at_5pct (the highest 5%), recall_at_precision_90 (recall at precision >= 0.90).
 _PARAMETRIC = re.compile(
-    r"^(?:precision_at_(?P<k>[1-9]\d*)(?P<pct>pct)?|recall_at_precision_(?P<p>[1-9]\d?))$"
+    r"^(?:precision_at_(?P<k>[1-9]\d*)(?P<pct>pct)?|recall_at_precision_(?P<p>[1-9]\d?)"
+    r"|top_(?P<top>[1-9]\d?)_accuracy)$"
 )
-PARAMETRIC_EXAMPLES = ("precision_at_100", "precision_at_5pct", "recall_at_precision_90")
+PARAMETRIC_EXAMPLES = (
+    "precision_at_100",
+    "precision_at_5pct",
+    "recall_at_precision_90",
+    "top_3_accuracy",
+)
 
 
 def _parametric(name: str) -> Metric | None:
     match = _PARAMETRIC.match(name)
     if match is None:
         return None
-    if match["p"]:
+    if match["top"]:
+        fn = _top_k_accuracy(int(match["top"]))
+    elif match["p"]:
         fn = _recall_at_precision(int(match["p"]) / 100)
     elif match["pct"]:
         if int(match["k"]) > 100:
@@ -176,6 +236,16 @@ def score(metric: Metric, y_true: np.ndarray, y: np.ndarray) -> float:
 
 def _resample_indices(n: int, samples: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(samples, n))
+
+
+def _one_number_per_row(metric: Metric, y_true: np.ndarray, y: np.ndarray) -> bool:
+    """Not K > 2 classes: scores are one number per row and labels 0 or 1 (what the
+    vectorised bootstrap paths assume)."""
+    if y.ndim != 1:
+        return False
+    if metric.kind != "label" or len(y_true) == 0:
+        return True
+    return float(max(np.max(y_true), np.max(y))) <= 1
 
 
 def _valid(metric: Metric, y_true: np.ndarray) -> bool:
@@ -257,11 +327,14 @@ def _resampled(
 ) -> np.ndarray:
     """``metric`` on every resample (a row of ``indices``); NaN where it is undefined."""
     rows = _ROWS.get(metric.name)
-    if rows is None:
+    if rows is None or not _one_number_per_row(metric, y_true, y):
         out = np.full(len(indices), np.nan)
         for i, idx in enumerate(indices):
             if _valid(metric, y_true[idx]):
-                out[i] = score(metric, y_true[idx], y[idx])
+                try:
+                    out[i] = score(metric, y_true[idx], y[idx])
+                except ValueError:  # a resample without one of K classes: undefined
+                    continue
         return out
     step = max(1, _CHUNK_CELLS // max(indices.shape[1], 1))
     truth, values = y_true.astype(float), y.astype(float)

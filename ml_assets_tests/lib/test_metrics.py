@@ -43,6 +43,8 @@ def test_metric_names_for_tasks() -> None:
         "accuracy",
         "balanced_accuracy",
         "f1",
+        "macro_f1",
+        "weighted_f1",
         "precision",
         "recall",
     }
