@@ -41,6 +41,15 @@ class ClassWeights:
         }
 
 
+def _key(label: object) -> str:
+    """A label as the spec may write it: YAML reads `true:` as a boolean, which a weight's
+    key may also have become 1; 1, 1.0, True and "true" name the same label."""
+    if isinstance(label, bool) or label in (0, 1):
+        return str(int(label))  # type: ignore[call-overload]
+    text = str(label)
+    return {"true": "1", "false": "0"}.get(text.lower(), text)
+
+
 def weighting_options(spec: MLSpec, y_train: np.ndarray) -> list[str]:
     """The class_weight settings a candidate is trained with: the spec's own, or for auto
     with a rare class (under AUTO_MINORITY_SHARE of the training rows) both "none" and
@@ -65,8 +74,8 @@ def class_weights(
         return None
     n, n_pos = len(y_train), float(np.sum(y_train > 0.5))
     if isinstance(setting, dict):
-        by_label = {str(k): w for k, w in setting.items()}
-        known = {str(positive), str(negative)}
+        by_label = {_key(k): w for k, w in setting.items()}
+        known = {_key(positive), _key(negative)}
         unknown = sorted(set(by_label) - known)
         if unknown:
             raise ValueError(
@@ -74,7 +83,7 @@ def class_weights(
                 f"'{spec.target}' does not have; its labels are {sorted(known)}"
             )
         return ClassWeights(
-            by_label.get(str(negative), 1.0), by_label.get(str(positive), 1.0), "spec"
+            by_label.get(_key(negative), 1.0), by_label.get(_key(positive), 1.0), "spec"
         )
     if n == 0 or n_pos in (0, n):
         return None

@@ -168,3 +168,13 @@ def test_rare_event_metrics_on_many_rows_resample_a_sample() -> None:
     est = intervals.metric_ci(metric, y, p, 200, 0.95, 0, 20_000)
     assert est.value == pytest.approx(score(metric, y, p))
     assert est.lower < est.value < est.upper and est.upper - est.lower < 0.1
+
+
+def test_weights_name_a_boolean_target_as_yaml_writes_it() -> None:
+    y = np.array([1.0, 0.0, 0.0, 0.0])
+    for key in (True, 1, "true", "True"):
+        spec = spec_from({"class_weight": {key: 3.0}})
+        weights = imbalance.class_weights(spec, y, True, False)
+        assert weights is not None and (weights.negative, weights.positive) == (1.0, 3.0)
+    with pytest.raises(ValueError, match="labels \\['maybe'\\]"):
+        imbalance.class_weights(spec_from({"class_weight": {"maybe": 2.0}}), y, True, False)
