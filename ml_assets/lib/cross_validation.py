@@ -25,7 +25,13 @@ import polars as pl
 from ml_assets.lib import folds as fold_lib
 from ml_assets.lib.folds import Fold
 from ml_assets.lib.metrics import get_metric, score
-from ml_assets.lib.models import Model, TrainingData, choose_threshold, with_validation_rows
+from ml_assets.lib.models import (
+    Model,
+    TrainingData,
+    choose_threshold,
+    validation_metrics,
+    with_validation_rows,
+)
 from ml_assets.lib.spec import MLSpec
 
 log = logging.getLogger(__name__)
@@ -180,6 +186,17 @@ def fold_table(model: Model, metric_names: list[str]) -> pl.DataFrame:
 
 def fold_means(table: pl.DataFrame, metric_names: list[str]) -> dict[str, float]:
     return {name: float(table[name].mean()) for name in metric_names}  # type: ignore[arg-type]
+
+
+def selection_metrics(
+    model: Model, data: TrainingData, metric_names: list[str]
+) -> tuple[dict[str, float], pl.DataFrame | None]:
+    """The metrics that choose between models: the fold means (with the fold table) when the
+    model was cross-validated, else its validation split's (and None)."""
+    if model.out_of_fold is None:
+        return validation_metrics(model, data, metric_names), None
+    table = fold_table(model, metric_names)
+    return fold_means(table, metric_names), table
 
 
 def selection_table(primary: str, tables: dict[str, tuple[str, pl.DataFrame]]) -> pl.DataFrame:

@@ -40,17 +40,6 @@ class Fairness:
         return self.disparities.filter(~pl.col("within"))
 
 
-def _rates(y: np.ndarray, label: np.ndarray, group: np.ndarray, k: int) -> np.ndarray:
-    """(rates, groups) on rows of one sample: selection rate, TPR, FPR per group."""
-    rows = np.bincount(group, minlength=k).astype(float)
-    selected = np.bincount(group, weights=label, minlength=k)
-    positives = np.bincount(group, weights=y, minlength=k)
-    true_pos = np.bincount(group, weights=label * y, minlength=k)
-    false_pos = selected - true_pos
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.stack([selected / rows, true_pos / positives, false_pos / (rows - positives)])
-
-
 def _resampled_rates(
     y: np.ndarray, label: np.ndarray, group: np.ndarray, k: int, indices: np.ndarray
 ) -> np.ndarray:
@@ -131,7 +120,7 @@ def assess(
         names = sorted({str(v) for v in values.tolist()})
         group = np.searchsorted(np.asarray(names), np.asarray([str(v) for v in values.tolist()]))
         k = len(names)
-        point = _rates(y, labels, group, k)
+        point = _resampled_rates(y, labels, group, k, np.arange(n)[None, :])[0]
         boot = _resampled_rates(y, labels, group, k, indices)
         with warnings.catch_warnings():  # a rate undefined in every resample stays NaN
             warnings.simplefilter("ignore", RuntimeWarning)

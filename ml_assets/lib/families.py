@@ -111,10 +111,5 @@ def train_tabular(spec: MLSpec, name: str, data: TrainingData, primary: Metric) 
 def _selection_score(model: Model, data: TrainingData, primary: Metric) -> float:
     """The score that chooses between candidates, larger is better: the fold mean with
     cross-validation, else the validation split's."""
-    if model.out_of_fold is not None:
-        value = cross_validation.fold_means(
-            cross_validation.fold_table(model, [primary.name]), [primary.name]
-        )[primary.name]
-    else:
-        value = model_lib.validation_metrics(model, data, [primary.name])[primary.name]
+    value = cross_validation.selection_metrics(model, data, [primary.name])[0][primary.name]
     return value if primary.greater_is_better else -value

@@ -143,11 +143,7 @@ class Tabular(Task):
         if model.role == "candidate":
             rows = data.train.sample(min(data.train.height, REFERENCE_ROWS), seed=spec.split.seed)
             reference = rows.select(model.features)
-        if model.out_of_fold is None:
-            validation = model_lib.validation_metrics(model, data, spec.all_metrics)
-            return Fitted(model, validation, data.train, reference, seen)
-        table = cv_lib.fold_table(model, spec.all_metrics)
-        validation = cv_lib.fold_means(table, spec.all_metrics)
+        validation, table = cv_lib.selection_metrics(model, data, spec.all_metrics)
         return Fitted(model, validation, data.train, reference, seen, cv=table)
 
     def fit_baselines(self, spec: MLSpec, splits: pl.DataFrame) -> list[Fitted]:
