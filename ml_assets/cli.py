@@ -4,6 +4,7 @@
 ``python -m ml_assets.cli stream``    write days of the synthetic churn stream into data/
                                       (``--next``: the day after the newest file)
 ``python -m ml_assets.cli simulate``  let days arrive: score, monitor, retrain on drift
+``python -m ml_assets.cli score``     score a CSV or Parquet file with models:/<spec>@champion
 
 The stream's day 0 is its earliest file in the incoming folder; a new stream (``--restart``)
 starts ``DEMO_DAYS`` days before today, so the demo's days end yesterday and today's file is
@@ -185,6 +186,57 @@ def summary_command(args: argparse.Namespace) -> int:
     return 1 if found.broken else 0
 
 
+def score_command(args: argparse.Namespace) -> int:
+    """Rows of a file scored by the spec's registered champion (the alias, as the daily
+    scoring does), written to --output: the rows with the score columns and model version."""
+    import polars as pl
+
+    from ml_assets.lib import data as data_lib
+    from ml_assets.lib.tasks import task_for
+
+    found = load_all_specs(os.environ.get("ML_ASSETS_SPECS"))
+    spec = next((s for s in found.specs if s.name == args.spec), None)
+    if spec is None:
+        known = sorted(s.name for s in found.specs)
+        sys.stderr.write(f"no spec named '{args.spec}'; the specs are {known}\n")
+        return 2
+    source = Path(args.input)
+    if not source.exists():
+        sys.stderr.write(f"input file {source} does not exist\n")
+        return 2
+    frame = pl.read_csv(source) if source.suffix.lower() == ".csv" else pl.read_parquet(source)
+    ref = Tracker(default_tracking_uri()).load_champion(spec.name)
+    if ref is None:
+        sys.stderr.write(
+            f"'{spec.name}' has no champion to score with; run job train_{spec.name} first\n"
+        )
+        return 1
+    rows = data_lib.derive_inputs(spec, frame)
+    missing = [c for c in ref.model.features if c not in rows.columns]
+    if missing:
+        sys.stderr.write(
+            f"{source} lacks column(s) {missing} that champion v{ref.version} of "
+            f"'{spec.name}' reads; its inputs are {ref.model.features}\n"
+        )
+        return 2
+    scored = task_for(spec).score(spec, ref.model, ref.version, rows)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if output.suffix.lower() == ".csv":
+        scored.write_csv(output)
+    else:
+        scored.write_parquet(output)
+    sys.stdout.write(
+        f"scored {scored.height} rows of {source} with models:/{spec.name}@{CHAMPION_ALIAS} "
+        f"(v{ref.version}) into {output}\n"
+    )
+    if ref.model.classes is not None:
+        counts = scored["predicted_label"].cast(pl.String).value_counts(sort=True)
+        shares = ", ".join(f"{k} {n / scored.height:.1%}" for k, n in counts.iter_rows())
+        sys.stdout.write(f"predicted classes: {shares}\n")
+    return 0
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -216,6 +268,10 @@ def _parser() -> argparse.ArgumentParser:
     stream.add_argument(
         "--next", action="store_true", help="write only the day after the newest file"
     )
+    score = commands.add_parser("score", help="score a file with models:/<spec>@champion")
+    score.add_argument("spec")
+    score.add_argument("--input", required=True, help="a CSV or Parquet file of rows to score")
+    score.add_argument("--output", required=True, help="where to write them (.parquet or .csv)")
     simulate = commands.choices["simulate"]
     simulate.add_argument("--from-day", type=int, default=14)
     simulate.add_argument("--to-day", type=int, default=30)
@@ -225,7 +281,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {"summary": summary_command, "stream": stream_command, "simulate": simulate_command}
+    handlers = {
+        "summary": summary_command,
+        "stream": stream_command,
+        "simulate": simulate_command,
+        "score": score_command,
+    }
     return handlers[args.command](args)
 
 

@@ -21,6 +21,7 @@ from ml_assets.lib import validation as val_lib
 from ml_assets.lib.metrics import Estimate, get_metric
 from ml_assets.lib.names import PARTITION_TAG, TRIGGER_TAG, WINDOW_END_TAG
 from ml_assets.lib.spec import MLSpec
+from ml_assets.lib.tasks import task_for
 from ml_assets.lib.tracking import REFERENCE_DIR
 
 DRIFT_ARTIFACT = "drift_report.html"
@@ -95,7 +96,13 @@ def _drift_report(spec: MLSpec) -> dg.AssetsDefinition:
             monitoring.psi_threshold,
             monitoring.p_threshold,
         )
-        scores = (scored_by.model.predict(reference), predictions["score"].to_numpy())
+        # The day's scores as predictions stored them (for K classes, every class's
+        # probability: the realized metric needs them); drift compares one number per row.
+        day_scores = task_for(spec).scores_of(scored_by.model, predictions)
+        scores = (
+            drift_lib.one_score(scored_by.model.predict(reference)),
+            drift_lib.one_score(day_scores),
+        )
         metric = get_metric(spec.primary_metric)
         run_metrics = tracker.client.get_run(scored_by.run_id).data.metrics
         test_keys = [f"test_{metric.name}{s}" for s in ("", "_ci_lower", "_ci_upper")]
@@ -108,7 +115,7 @@ def _drift_report(spec: MLSpec) -> dg.AssetsDefinition:
         result = drift_lib.verdict(
             table,
             drift_lib.psi_numeric(*scores),
-            eval_lib.realized_performance(spec, predictions, scored_by.model, scores[1]),
+            eval_lib.realized_performance(spec, predictions, scored_by.model, day_scores),
             champion_ci,
             metric.greater_is_better,
             monitoring.max_drifted_share,

@@ -15,6 +15,12 @@ from ml_assets.lib.spec import MLSpec
 from ml_assets.lib.tasks import task_for
 
 
+def class_shares(scored: pl.DataFrame) -> dict[str, float]:
+    """The share of the day's rows predicted as each class."""
+    counts = scored["predicted_label"].cast(pl.String).value_counts(sort=True)
+    return {str(k): round(n / scored.height, 4) for k, n in counts.iter_rows()}
+
+
 def predictions_asset(spec: MLSpec) -> dg.AssetsDefinition:
     monitoring = spec.monitoring
     assert monitoring is not None
@@ -57,6 +63,11 @@ def predictions_asset(spec: MLSpec) -> dg.AssetsDefinition:
                 "incoming": dg.MetadataValue.path(str(path)),
                 "scored_rows": out.height,
                 "mean_score": round(float(scores.mean()), 4) if len(scores) else float("nan"),
+                **(
+                    {"predicted_class_shares": dg.MetadataValue.json(class_shares(out))}
+                    if ref.model.classes is not None
+                    else {}
+                ),
             },
         )
 

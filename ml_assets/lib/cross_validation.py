@@ -121,6 +121,9 @@ def _unusable(spec: MLSpec, y: np.ndarray, made: list[Fold]) -> str | None:
             for side, rows in (("fitted", fold.fit), ("held-out", fold.score)):
                 if len(np.unique(y[rows])) < 2:
                     return f"fold {fold.index + 1}'s {side} rows hold one class only"
+            every = len(np.unique(y))
+            if every > 2 and len(np.unique(y[fold.fit])) < every:  # K classes: all to fit
+                return f"fold {fold.index + 1}'s fitted rows miss one of the {every} classes"
     return None
 
 

@@ -315,6 +315,17 @@ def fingerprint(frame: pl.DataFrame, rows: pl.Series | None = None) -> str:
     return total.hexdigest()[:16]
 
 
+def class_labels(target: pl.Series) -> list[object]:
+    """The distinct labels of a classification target, sorted (at least two)."""
+    values = sorted(target.drop_nulls().unique().to_list())
+    if len(values) < 2:
+        raise DataError(
+            f"target '{target.name}' has {len(values)} distinct value(s) {values}; "
+            "classification needs at least 2 classes in the training rows"
+        )
+    return values
+
+
 def positive_class(target: pl.Series) -> object:
     """The positive label of a binary target: the larger of its two values (1 of 0/1)."""
     values = sorted(target.drop_nulls().unique().to_list())
@@ -329,3 +340,18 @@ def positive_class(target: pl.Series) -> object:
 def binary_target(target: pl.Series, positive: object) -> np.ndarray:
     """0/1 labels with 1 for ``positive``."""
     return (target == positive).cast(pl.Int8).to_numpy()
+
+
+def class_index(target: pl.Series, classes: list[object]) -> np.ndarray:
+    """Each row's position in ``classes`` (a multiclass target's labels, as trained on); a
+    label the model never saw is an error naming it."""
+    index = {label: i for i, label in enumerate(classes)}
+    values = target.to_list()
+    unknown = sorted({v for v in values if v not in index}, key=str)
+    if unknown:
+        raise DataError(
+            f"target '{target.name}' has label(s) {unknown[:10]} that the training rows do "
+            f"not have (the model knows {classes}); every class needs training rows: "
+            "stratify the split or merge the rare labels in 'derive'"
+        )
+    return np.fromiter((index[v] for v in values), dtype=np.float64, count=len(values))

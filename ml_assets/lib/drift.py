@@ -15,6 +15,12 @@ from ml_assets.lib.metrics import Estimate
 EPS = 1e-4
 
 
+def one_score(scores: np.ndarray) -> np.ndarray:
+    """One number per row for prediction drift: the score, or for K class probabilities the
+    top class's probability (how sure the model is)."""
+    return scores if np.ndim(scores) == 1 else np.max(scores, axis=1)
+
+
 def psi_numeric(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
     """Population stability index over quantile bins of the reference (nulls excluded)."""
     ref, cur = reference[~np.isnan(reference)], current[~np.isnan(current)]

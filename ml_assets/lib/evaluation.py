@@ -8,10 +8,10 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
-from ml_assets.lib import fairness, intervals
+from ml_assets.lib import fairness, intervals, multiclass
 from ml_assets.lib.data import fingerprint
 from ml_assets.lib.metrics import Estimate, Metric, get_metric
-from ml_assets.lib.models import Model, encode_target
+from ml_assets.lib.models import Model, target_of
 from ml_assets.lib.spec import MLSpec
 
 EvalRole = Literal["candidate", "baseline", "champion"]
@@ -63,6 +63,10 @@ class Evaluation:
     selection: pl.DataFrame | None = None
     selection_folds: str = ""
     fairness: fairness.Fairness | None = None  # the candidate's, with a fairness section
+    # A multiclass target's labels (the order of the probability columns and of y_true's
+    # class index), and its confusion matrix of test rows; None for two classes.
+    classes: list[str] | None = None
+    confusion: pl.DataFrame | None = None
 
     @property
     def baseline(self) -> Scored:
@@ -139,7 +143,7 @@ def evaluate(
     champion: Model | None = None,
 ) -> Evaluation:
     """Score the selected candidate, every baseline and the current champion on ``test``."""
-    y = encode_target(spec, test, candidate.positive)
+    y = target_of(spec, test, candidate)
     cand = _score_model(spec, candidate, "candidate", test, y)
     bases = [_score_model(spec, b, "baseline", test, y) for b in baselines]
     ref = next(b for b in bases if b.name == best_baseline)
@@ -191,10 +195,8 @@ def evaluate(
         champ,
         paired(champ) if champ else None,
         per_group_metrics(spec, test, y, cand, ref),
-        per_class_metrics(y, cand.labels) if cand.labels is not None else None,
-        calibration_table(y, cand.scores, cfg.calibration_bins)
-        if spec.task == "classification"
-        else None,
+        per_class_metrics(y, cand.labels, candidate.classes) if cand.labels is not None else None,
+        _calibration(y, cand, cfg.calibration_bins) if spec.task == "classification" else None,
         residual_summary(y, cand.scores) if spec.task == "regression" else None,
         candidate.importance(test if sample is None else test[sample]),
         confidence=cfg.confidence,
@@ -204,7 +206,20 @@ def evaluate(
         else "paired normal test with influence-function standard errors over test rows",
         diagnostic_sample=sample,
         fairness=fair,
+        classes=[str(c) for c in candidate.classes] if candidate.classes else None,
+        confusion=multiclass.confusion_table(y, cand.labels, candidate.classes)
+        if candidate.classes and cand.labels is not None
+        else None,
     )
+
+
+def _calibration(y: np.ndarray, scored: Scored, bins: int) -> pl.DataFrame:
+    """Calibration bins of P(positive) or, for K classes, of the top class's probability
+    against how often the top class is the true one (its accuracy)."""
+    if scored.scores.ndim == 2 and scored.labels is not None:
+        correct = (scored.labels == y).astype(np.float64)
+        return calibration_table(correct, multiclass.top_class_confidence(scored.scores), bins)
+    return calibration_table(y, scored.scores, bins)
 
 
 def diagnostic_sample(rows: int, limit: int, seed: int) -> np.ndarray | None:
@@ -219,8 +234,13 @@ def diagnostic_sample(rows: int, limit: int, seed: int) -> np.ndarray | None:
     return np.sort(np.random.default_rng([seed, 2]).choice(rows, size=limit, replace=False))
 
 
-def per_class_metrics(y: np.ndarray, labels: np.ndarray) -> pl.DataFrame:
-    """Precision, recall, F1 and support of each class at the decision threshold."""
+def per_class_metrics(
+    y: np.ndarray, labels: np.ndarray, classes: list[object] | None = None
+) -> pl.DataFrame:
+    """Precision, recall, F1 and support of each class at the decision threshold (for K
+    ``classes``, the label being the most probable class)."""
+    if classes:
+        return multiclass.per_class_table(y, labels, classes)
     from sklearn.metrics import precision_recall_fscore_support
 
     p, r, f, n = precision_recall_fscore_support(y, labels, labels=[0, 1], zero_division=0)
@@ -363,6 +383,6 @@ def realized_performance(
     subset = rows.filter(pl.Series(labelled))
     if metric.kind == "score" and subset[spec.target].n_unique() < 2:
         return None
-    y = encode_target(spec, subset, model.positive)
+    y = target_of(spec, subset, model)
     values = model.labels(scores[labelled]) if metric.kind == "label" else scores[labelled]
     return _ci(spec, metric, y, values)

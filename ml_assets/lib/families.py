@@ -34,6 +34,8 @@ class Family:
     library: str  # the library that fits it, shown as the candidate asset's kind
     tabular: TabularTrainer | None = None
     forecaster: ForecasterBuilder | None = None
+    # Whether it can weight the classes of a target of more than two (class_weight).
+    weighs_many_classes: bool = True
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -53,7 +55,7 @@ def _glm(data: TrainingData, cfg: Any, primary: Metric) -> Model:
 REGISTRY: dict[str, Family] = {
     f.name: f
     for f in (
-        Family("glm", "statsmodels", tabular=_glm),
+        Family("glm", "statsmodels", tabular=_glm, weighs_many_classes=False),
         Family("ets", "statsmodels", forecaster=forecasters.ets),
         Family("sarimax", "statsmodels", forecaster=forecasters.sarimax),
         Family("prophet", "prophet", forecaster=forecasters.prophet),
@@ -90,12 +92,24 @@ def train_tabular(spec: MLSpec, name: str, data: TrainingData, primary: Metric) 
     """A candidate of family ``name`` fitted on ``data`` with the spec's settings; with
     ``class_weight: auto`` and a rare class, fitted unweighted and balanced and the one with
     the better selection score kept (both scores in its params)."""
-    trainer = family(name, spec.task).tabular
+    found = family(name, spec.task)
+    trainer = found.tabular
     assert trainer is not None, f"family '{name}' serves task '{spec.task}' but has no trainer"
     cfg = spec.candidates.config(name)
-    options = imbalance.weighting_options(spec, data.y_train)
+    options = imbalance.weighting_options(spec, data.y_train, data.n_classes)
     if options == ["spec"]:
         return trainer(data, cfg, primary)
+    if "balanced" in options and data.classes is not None and not found.weighs_many_classes:
+        model = trainer(
+            dataclasses.replace(data, spec=spec.model_copy(update={"class_weight": "none"})),
+            cfg,
+            primary,
+        )
+        model.params = {
+            **model.params,
+            "class_weight": f"none ({name} takes no class weights with {data.n_classes} classes)",
+        }
+        return model
     tried: list[tuple[float, Model]] = []
     for option in options:
         weighted = spec.model_copy(update={"class_weight": option})

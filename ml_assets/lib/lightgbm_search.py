@@ -28,6 +28,7 @@ from ml_assets.lib.models import (
     TrainingData,
     choose_threshold,
     class_weights_of,
+    labels_at,
     with_validation_rows,
 )
 from ml_assets.lib.preprocess import Preprocessor
@@ -37,6 +38,8 @@ from ml_assets.lib.spec import LightGBMCandidate
 def lightgbm_objective(data: TrainingData, cfg: LightGBMCandidate) -> str:
     if cfg.objective != "auto":
         return cfg.objective
+    if data.classes is not None:
+        return "multiclass"
     if data.spec.task == "classification":
         return "binary"
     return "poisson" if data.is_count else "regression"
@@ -161,6 +164,7 @@ def train_lightgbm(data: TrainingData, cfg: LightGBMCandidate, primary: Metric) 
         "seed": seed,
         "num_threads": available_threads(),
         "verbosity": -1,
+        **({"num_class": data.n_classes} if data.classes is not None else {}),
         **cfg.params,
     }
     halving = cfg.budget > 1 and len(parts[0].y_fit) > cfg.search_rows
@@ -209,6 +213,7 @@ def train_lightgbm(data: TrainingData, cfg: LightGBMCandidate, primary: Metric) 
         data.features,
         data.positive,
         params,
+        classes=data.classes,
         prep=prep,
         booster=booster,
     )
@@ -350,7 +355,6 @@ def _validation_score(
 ) -> float:
     """The primary metric on validation, signed so that larger is always better."""
     if metric.kind == "label":  # same rule as the final model: threshold chosen on validation
-        threshold = choose_threshold(y_validation, scores, threshold_for)
-        scores = (scores >= threshold).astype(np.int8)
+        scores = labels_at(scores, choose_threshold(y_validation, scores, threshold_for))
     value = score(metric, y_validation, scores)
     return value if metric.greater_is_better else -value

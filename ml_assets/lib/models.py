@@ -1,8 +1,11 @@
 """Baselines and candidate models behind one interface.
 
 Every model maps a polars frame of feature columns to one number per row: the probability of
-the positive class for classification, the expected value for regression. The evaluation,
-report and promotion code only ever see that interface, so forecasting models can join it.
+the positive class for binary classification, the expected value for regression. With more
+than two classes it maps each row to one probability per class (rows x K, in the order of
+``Model.classes``, the sorted labels), and its label is the most probable class. The
+evaluation, report and promotion code only ever see that interface, so forecasting models can
+join it.
 """
 
 from __future__ import annotations
@@ -15,8 +18,14 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
-from ml_assets.lib.data import binary_target, feature_columns, positive_class
-from ml_assets.lib.imbalance import ClassWeights, class_weights
+from ml_assets.lib.data import (
+    DataError,
+    binary_target,
+    class_index,
+    class_labels,
+    feature_columns,
+)
+from ml_assets.lib.imbalance import ClassWeights, MulticlassWeights, class_weights
 from ml_assets.lib.metrics import get_metric, score
 from ml_assets.lib.preprocess import Preprocessor
 from ml_assets.lib.spec import GLMCandidate, MLSpec
@@ -37,6 +46,13 @@ class TrainingData:
     positive: object | None
     y_train: np.ndarray
     y_validation: np.ndarray
+    # A target of more than two labels: the labels in class-index order (y is the index);
+    # None for a binary (y is 0/1 for ``positive``) or regression target.
+    classes: list[object] | None = None
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes) if self.classes is not None else 2
 
     @property
     def is_count(self) -> bool:
@@ -47,7 +63,19 @@ class TrainingData:
 def prepare(spec: MLSpec, train: pl.DataFrame, validation: pl.DataFrame) -> TrainingData:
     features = feature_columns(spec, train)
     cats = [c for c in categorical_columns(spec, train) if c in features]
-    positive = positive_class(train[spec.target]) if spec.task == "classification" else None
+    positive, classes = None, None
+    if spec.task == "classification":
+        labels = class_labels(train[spec.target])
+        if len(labels) == 2:
+            positive = labels[1]
+        else:
+            classes = labels
+            if spec.fairness is not None:
+                raise DataError(
+                    f"spec '{spec.name}': 'fairness' compares rates at a decision threshold of "
+                    f"two classes, and target '{spec.target}' has {len(labels)} {labels[:10]}; "
+                    "remove the fairness section or derive a binary target"
+                )
     return TrainingData(
         spec,
         train,
@@ -55,8 +83,9 @@ def prepare(spec: MLSpec, train: pl.DataFrame, validation: pl.DataFrame) -> Trai
         features,
         cats,
         positive,
-        encode_target(spec, train, positive),
-        encode_target(spec, validation, positive),
+        encode_target(spec, train, positive, classes),
+        encode_target(spec, validation, positive, classes),
+        classes,
     )
 
 
@@ -69,19 +98,43 @@ def with_validation_rows(data: TrainingData) -> TrainingData:
     )
 
 
-def class_weights_of(data: TrainingData) -> ClassWeights | None:
+def class_weights_of(data: TrainingData) -> ClassWeights | MulticlassWeights | None:
     """The spec's class weights for the rows ``data`` fits on (None: unweighted)."""
     if data.spec.task != "classification":
         return None
+    if data.classes is not None:
+        return class_weights(data.spec, data.y_train, None, None, data.classes)
     labels = data.train[data.spec.target].drop_nulls().unique().to_list()
     negative = next((v for v in labels if v != data.positive), None)
     return class_weights(data.spec, data.y_train, data.positive, negative)
 
 
-def encode_target(spec: MLSpec, frame: pl.DataFrame, positive: object | None) -> np.ndarray:
+def encode_target(
+    spec: MLSpec,
+    frame: pl.DataFrame,
+    positive: object | None,
+    classes: list[object] | None = None,
+) -> np.ndarray:
+    """The target as models see it: 0/1 for ``positive``, the index into ``classes`` for a
+    multiclass target, the value for regression."""
     if spec.task == "classification":
+        if classes is not None:
+            return class_index(frame[spec.target], classes)
         return binary_target(frame[spec.target], positive).astype(np.float64)
     return frame[spec.target].cast(pl.Float64).to_numpy()
+
+
+def target_of(spec: MLSpec, frame: pl.DataFrame, model: Model) -> np.ndarray:
+    """``frame``'s target encoded as ``model`` was trained on it."""
+    return encode_target(spec, frame, model.positive, model.classes)
+
+
+def labels_at(scores: np.ndarray, threshold: float) -> np.ndarray:
+    """0/1 labels of P(positive) at ``threshold``, or for rows x K class probabilities the
+    index of the most probable class (the first of equals)."""
+    if np.ndim(scores) == 2:
+        return np.argmax(scores, axis=1).astype(np.int64)
+    return (np.asarray(scores) >= threshold).astype(np.int8)
 
 
 @dataclass
@@ -105,6 +158,9 @@ class Model(ABC):
     # The class weights of a weighted fit (imbalance.ClassWeights), whose scores predict()
     # maps back to probabilities; None for an unweighted one (and models pickled before).
     class_weights: Any = None
+    # A multiclass model's labels, in the order of its probability columns; None for one
+    # score per row (binary classification, regression; and models pickled before).
+    classes: list[Any] | None = None
 
     @abstractmethod
     def predict(self, frame: pl.DataFrame) -> np.ndarray: ...
@@ -121,16 +177,27 @@ class Model(ABC):
         return scores if self.class_weights is None else self.class_weights.corrected(scores)
 
     def labels(self, scores: np.ndarray) -> np.ndarray:
-        return (scores >= self.threshold).astype(np.int8)
+        """Class labels as metrics take them: 0/1 at the threshold, or for K classes the
+        index of the most probable (the first of equals)."""
+        return labels_at(scores, self.threshold)
+
+    def class_names(self, labels: np.ndarray) -> list[Any]:
+        """Label indices (``labels``) as the target's own labels."""
+        if self.classes is None:
+            return [self.positive if v else None for v in labels]
+        return [self.classes[int(i)] for i in labels]
 
 
 @dataclass
 class ConstantModel(Model):
-    """Naive baseline: predicts one number learned from the training target."""
+    """Naive baseline: predicts one number learned from the training target (for K
+    classes, one probability per class)."""
 
-    value: float = 0.0
+    value: float | list[float] = 0.0
 
     def predict(self, frame: pl.DataFrame) -> np.ndarray:
+        if isinstance(self.value, list):
+            return np.tile(np.asarray(self.value, dtype=np.float64), (frame.height, 1))
         return np.full(frame.height, self.value, dtype=np.float64)
 
 
@@ -141,7 +208,23 @@ def train_baselines(data: TrainingData) -> list[Model]:
         "task": data.spec.task,
         "features": data.features,
         "positive": data.positive,
+        "classes": data.classes,
     }
+    if data.classes is not None:  # K classes: the training shares, and the most common one
+        shares = np.bincount(y.astype(np.int64), minlength=len(data.classes)) / len(y)
+        most = int(np.argmax(shares))
+        return [
+            ConstantModel(
+                "prior", "constant", value=shares.tolist(), params={"strategy": "prior"}, **common
+            ),
+            ConstantModel(
+                "majority",
+                "constant",
+                value=np.eye(len(shares))[most].tolist(),
+                params={"strategy": "majority", "majority_class": str(data.classes[most])},
+                **common,
+            ),
+        ]
     if data.spec.task == "classification":
         prior = float(y.mean())
         return [
@@ -166,7 +249,10 @@ def train_baselines(data: TrainingData) -> list[Model]:
 
 def choose_threshold(y_true: np.ndarray, scores: np.ndarray, metric: str = "f1") -> float:
     """The score threshold (label 1 at scores >= it) maximising the label metric ``metric``
-    on validation rows (never on test); the first of equal thresholds in score order."""
+    on validation rows (never on test); the first of equal thresholds in score order. Scores
+    of K classes (rows x K) have no threshold: their label is the most probable class."""
+    if np.ndim(scores) == 2:
+        return 0.5
     if metric == "f1":
         from sklearn.metrics import precision_recall_curve
 
@@ -212,8 +298,26 @@ class GLMModel(Model):
 
 
 def glm_family(data: TrainingData, cfg: GLMCandidate) -> str:
-    if cfg.family != "auto":
-        return cfg.family
+    """The GLM family for ``data``: the spec's, or binomial / multinomial for two / more
+    classes, Poisson for counts, Gaussian otherwise; a family that cannot fit the target is
+    an error."""
+    family = cfg.family
+    if family == "auto":
+        family = _auto_family(data)
+    wanted = "multinomial" if data.classes is not None else None
+    if (family == "multinomial") != (wanted == "multinomial"):
+        raise ValueError(
+            f"spec '{data.spec.name}': candidates.glm.family '{family}' cannot fit target "
+            f"'{data.spec.target}' with {data.n_classes} classes"
+            + ("" if data.spec.task == "classification" else " (a regression target)")
+            + f"; use '{_auto_family(data)}' or auto"
+        )
+    return family
+
+
+def _auto_family(data: TrainingData) -> str:
+    if data.classes is not None:
+        return "multinomial"
     if data.spec.task == "classification":
         return "binomial"
     return "poisson" if data.is_count else "gaussian"
@@ -223,6 +327,10 @@ def train_glm(data: TrainingData, cfg: GLMCandidate) -> GLMModel:
     import statsmodels.api as sm
 
     family_name = glm_family(data, cfg)
+    if family_name == "multinomial":
+        from ml_assets.lib.multiclass import train_multinomial
+
+        return train_multinomial(data)
     family = {
         "binomial": sm.families.Binomial(),
         "poisson": sm.families.Poisson(),
@@ -271,7 +379,7 @@ def train_glm(data: TrainingData, cfg: GLMCandidate) -> GLMModel:
     )
     model.class_weights = weights
     model.validation_scores = validation_scores  # of the fit on train: honest on validation
-    if data.spec.task == "classification":
+    if data.spec.task == "classification":  # binary: the multinomial GLM returned above
         model.threshold = choose_threshold(
             data.y_validation, validation_scores, data.spec.threshold_metric
         )
@@ -291,8 +399,10 @@ class LightGBMModel(Model):
 
     def importance(self, frame: pl.DataFrame) -> pl.DataFrame | None:
         assert self.prep is not None
-        contrib = self.booster.predict(self.prep.codes(frame), pred_contrib=True)
-        shap = np.abs(np.asarray(contrib)[:, :-1]).mean(axis=0)
+        contrib = np.asarray(self.booster.predict(self.prep.codes(frame), pred_contrib=True))
+        # K classes: K blocks of (features + expected value) per row, summed over classes.
+        blocks = contrib.reshape(frame.height, -1, len(self.prep.features) + 1)
+        shap = np.abs(blocks[:, :, :-1]).mean(axis=0).sum(axis=0)
         return pl.DataFrame({"feature": self.prep.features, "importance": shap}).sort(
             "importance", descending=True
         )

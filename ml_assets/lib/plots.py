@@ -83,7 +83,28 @@ def curve(x: np.ndarray, y: np.ndarray, points: int = 2000) -> tuple[np.ndarray,
 
 
 def _classification_plots(ev: Evaluation) -> dict[str, str]:
-    from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_curve
+    plt = _pyplot()
+    out = {CURVES: _curves(ev) if ev.classes is None else _one_vs_rest_curves(ev)}
+    if ev.calibration is not None:
+        fig, ax = plt.subplots(figsize=(5, 4.5))
+        ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+        ax.plot(ev.calibration["mean_predicted"], ev.calibration["observed_rate"], "o-")
+        ece = expected_calibration_error(ev.calibration)
+        binary = ev.classes is None
+        ax.set(
+            title=f"Calibration, candidate (ECE {ece:.3f})",
+            xlabel="mean predicted" if binary else "mean probability of the top class",
+            ylabel="observed" if binary else "share of rows whose top class is true",
+        )
+        out[CALIBRATION] = figure_png(fig)
+    if ev.candidate.labels is not None:
+        out[CONFUSION] = _confusion(ev)
+    return out
+
+
+def _curves(ev: Evaluation) -> str:
+    """ROC and precision-recall curves of every model (two classes)."""
+    from sklearn.metrics import precision_recall_curve, roc_curve
 
     plt = _pyplot()
     models = [ev.candidate, *ev.baselines, *([ev.champion] if ev.champion else [])]
@@ -100,35 +121,59 @@ def _classification_plots(ev: Evaluation) -> dict[str, str]:
     pr_ax.set(title="Precision-recall (test)", xlabel="recall", ylabel="precision")
     roc_ax.legend(fontsize=8)
     pr_ax.legend(fontsize=8)
-    out = {CURVES: figure_png(fig)}
-    if ev.calibration is not None:
-        fig, ax = plt.subplots(figsize=(5, 4.5))
-        ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-        ax.plot(ev.calibration["mean_predicted"], ev.calibration["observed_rate"], "o-")
-        ece = expected_calibration_error(ev.calibration)
-        ax.set(
-            title=f"Calibration, candidate (ECE {ece:.3f})",
-            xlabel="mean predicted",
-            ylabel="observed",
-        )
-        out[CALIBRATION] = figure_png(fig)
-    if ev.candidate.labels is not None:
-        cm = confusion_matrix(ev.y_true, ev.candidate.labels, labels=[0, 1])
-        fig, ax = plt.subplots(figsize=(4, 4))
-        ax.imshow(cm, cmap="Blues", vmin=0)
-        for (i, j), v in np.ndenumerate(cm):
-            # White on the dark cells, black on the light ones.
-            ink = "white" if v > cm.max() / 2 else "black"
-            ax.text(j, i, f"{v:,}", ha="center", va="center", color=ink, fontsize=12)
-        ax.set(
-            title="Confusion matrix, candidate",
-            xlabel="predicted",
-            ylabel="actual",
-            xticks=[0, 1],
-            yticks=[0, 1],
-        )
-        out[CONFUSION] = figure_png(fig)
-    return out
+    return figure_png(fig)
+
+
+def _one_vs_rest_curves(ev: Evaluation) -> str:
+    """The candidate's ROC and precision-recall curve of each class against the rest."""
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    assert ev.classes is not None
+    plt = _pyplot()
+    fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for k, label in enumerate(ev.classes):
+        y, p = ev.y_true == k, ev.candidate.scores[:, k]
+        if y.all() or not y.any():
+            continue
+        fpr, tpr, _ = roc_curve(y, p)
+        roc_ax.plot(*curve(fpr, tpr), label=f"{label} vs rest")
+        prec, rec, _ = precision_recall_curve(y, p)
+        pr_ax.plot(*curve(rec, prec), label=f"{label} (prevalence {y.mean():.2f})")
+    roc_ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    name = ev.candidate.name
+    roc_ax.set(
+        title=f"ROC one-vs-rest, {name} (test)",
+        xlabel="false positive rate",
+        ylabel="true positive rate",
+    )
+    pr_ax.set(
+        title=f"Precision-recall one-vs-rest, {name} (test)", xlabel="recall", ylabel="precision"
+    )
+    roc_ax.legend(fontsize=8)
+    pr_ax.legend(fontsize=8)
+    return figure_png(fig)
+
+
+def _confusion(ev: Evaluation) -> str:
+    """Test rows by actual and predicted class of the candidate, counts in the cells."""
+    from sklearn.metrics import confusion_matrix
+
+    assert ev.candidate.labels is not None
+    plt = _pyplot()
+    names = ev.classes or ["negative", "positive"]
+    ticks = list(range(len(names)))
+    cm = confusion_matrix(ev.y_true, ev.candidate.labels, labels=ticks)
+    side = 4 + 0.6 * max(len(names) - 2, 0)
+    fig, ax = plt.subplots(figsize=(side, side))
+    ax.imshow(cm, cmap="Blues", vmin=0)
+    for (i, j), v in np.ndenumerate(cm):
+        # White on the dark cells, black on the light ones.
+        ink = "white" if v > cm.max() / 2 else "black"
+        ax.text(j, i, f"{v:,}", ha="center", va="center", color=ink, fontsize=12)
+    ax.set(title="Confusion matrix, candidate", xlabel="predicted", ylabel="actual")
+    ax.set_xticks(ticks, names, rotation=30 if len(names) > 2 else 0)
+    ax.set_yticks(ticks, names)
+    return figure_png(fig)
 
 
 def _regression_plots(ev: Evaluation) -> dict[str, str]:
@@ -219,9 +264,10 @@ def _forecast_plots(ev: Evaluation) -> dict[str, str]:
 
 def _importance_plot(importance: pl.DataFrame) -> str:
     plt = _pyplot()
-    top = (
-        importance.filter(pl.col("feature") != "const").sort("importance", descending=True).head(20)
-    )
+    rows = importance.filter(pl.col("feature") != "const")
+    if "class" in rows.columns:  # a coefficient per class: the largest of each feature
+        rows = rows.group_by("feature", maintain_order=True).agg(pl.col("importance").max())
+    top = rows.sort("importance", descending=True).head(20)
     fig, ax = plt.subplots(figsize=(7, 0.3 * top.height + 1.5))
     values = top["importance"].to_list()[::-1]
     bars = ax.barh(top["feature"].to_list()[::-1], values)

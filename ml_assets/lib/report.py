@@ -228,9 +228,20 @@ def render_html(
     if ev.fairness is not None:
         sections += _fairness_section(ev, figures)
     if ev.per_class is not None:
+        many = ev.confusion is not None
         sections += [
-            "<h2>Classes at the decision threshold</h2>",
+            "<h2>Per class</h2>" if many else "<h2>Classes at the decision threshold</h2>",
+            *(
+                [
+                    f"<p>{ev.candidate.name} labels each test row with its most probable class. "
+                    "Precision, recall and F1 of each class against the rest; the confusion "
+                    "matrix counts test rows by actual (rows) and predicted class.</p>"
+                ]
+                if many
+                else []
+            ),
             _table_html(ev.per_class),
+            *([_table_html(ev.confusion)] if ev.confusion is not None else []),
             *([_img(figures[plot_lib.CONFUSION])] if plot_lib.CONFUSION in figures else []),
         ]
     if ev.forecast is None and not ev.per_group.is_empty():
@@ -243,6 +254,14 @@ def render_html(
     if ev.calibration is not None:
         sections += [
             "<h2>Calibration</h2>",
+            *(
+                [
+                    "<p>With more than two classes: the probability of each row's top class "
+                    "against the share of rows whose top class is the true one, per bin.</p>"
+                ]
+                if ev.classes
+                else []
+            ),
             _img(figures[plot_lib.CALIBRATION]),
             _table_html(ev.calibration),
         ]

@@ -100,7 +100,7 @@ class SuccessCriteria(Strict):
 
 class GLMCandidate(Strict):
     enabled: bool = True
-    family: Literal["auto", "binomial", "poisson", "gaussian"] = "auto"
+    family: Literal["auto", "binomial", "multinomial", "poisson", "gaussian"] = "auto"
 
 
 class LightGBMCandidate(Strict):
@@ -111,7 +111,7 @@ class LightGBMCandidate(Strict):
     early_stopping_fraction: float = Field(
         0.15, gt=0.0, lt=0.5, description="share of training rows held out to stop boosting"
     )
-    objective: Literal["auto", "binary", "regression", "poisson"] = "auto"
+    objective: Literal["auto", "binary", "multiclass", "regression", "poisson"] = "auto"
     params: dict[str, Any] = Field(default_factory=dict)
     search_rows: int = Field(
         200_000,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from ml_assets.lib.data import ROW_ID, SPLIT, DataError, fingerprint, positive_class
+from ml_assets.lib.data import ROW_ID, SPLIT, DataError, fingerprint
 from ml_assets.lib.spec import MLSpec
 
 SPLIT_NAMES = ("train", "validation", "test")
@@ -178,18 +178,36 @@ def check_proportions(spec: MLSpec, splits: pl.DataFrame, tolerance: float = 0.0
     meta: dict[str, float | int | str] = {f"{s}_fraction": round(actual[s], 4) for s in SPLIT_NAMES}
     meta |= {f"{s}_rows": rows[s] for s in SPLIT_NAMES}
     if spec.split_strategy == "stratified":
-        is_pos = pl.col(spec.target) == positive_class(splits[spec.target])
-        overall = splits.select(is_pos.mean()).item()
-        by_split = splits.group_by(SPLIT).agg(is_pos.mean().alias("share"))
-        shares = dict(zip(by_split[SPLIT], by_split["share"], strict=True))
-        for s in SPLIT_NAMES:
-            share = shares.get(s)
-            meta[f"{s}_positive_share"] = round(float(share or 0), 4)
-            if share is None or abs(float(share) - float(overall)) > tolerance:
-                problems.append(f"{s}: positive share {share} vs overall {overall:.3f}")
+        labels = sorted(splits[spec.target].drop_nulls().unique().to_list())
+        named = {"positive": labels[-1]} if len(labels) == 2 else {str(v): v for v in labels}
+        for name, label in named.items():
+            problems += _class_share_problems(splits, spec.target, name, label, tolerance, meta)
     ok = not problems
     detail = "proportions as configured" if ok else "; ".join(problems)
     return SplitCheck("splits_proportions", ok, detail, meta)
+
+
+def _class_share_problems(
+    splits: pl.DataFrame,
+    target: str,
+    name: str,
+    label: object,
+    tolerance: float,
+    meta: dict[str, float | int | str],
+) -> list[str]:
+    """Whether every split holds about the overall share of rows of class ``label``; each
+    split's share goes into ``meta`` as ``<split>_<name>_share``."""
+    is_label = pl.col(target) == label
+    overall = splits.select(is_label.mean()).item()
+    by_split = splits.group_by(SPLIT).agg(is_label.mean().alias("share"))
+    shares = dict(zip(by_split[SPLIT], by_split["share"], strict=True))
+    problems = []
+    for s in SPLIT_NAMES:
+        share = shares.get(s)
+        meta[f"{s}_{name}_share"] = round(float(share or 0), 4)
+        if share is None or abs(float(share) - float(overall)) > tolerance:
+            problems.append(f"{s}: {name} share {share} vs overall {overall:.3f}")
+    return problems
 
 
 def check_time_order(spec: MLSpec, splits: pl.DataFrame) -> SplitCheck:

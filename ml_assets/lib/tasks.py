@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import polars as pl
 
 from ml_assets.lib import cross_validation as cv_lib
@@ -58,6 +59,19 @@ class Comparison:
 
 def _baseline(index: int, data: model_lib.TrainingData) -> Model:
     return model_lib.train_baselines(data)[index]
+
+
+def proba_column(label: object) -> str:
+    """The scored rows' column of a class's probability."""
+    return f"proba_{label}"
+
+
+def _classes_of(spec: MLSpec, train: pl.DataFrame) -> list[object] | None:
+    """A multiclass target's labels as a model trained on ``train`` has them (else None)."""
+    if spec.task != "classification":
+        return None
+    labels = sorted(train[spec.target].drop_nulls().unique().to_list())
+    return labels if len(labels) > 2 else None
 
 
 def rows_of(splits: pl.DataFrame, split: str) -> pl.DataFrame:
@@ -106,6 +120,10 @@ class Task(ABC):
 
     def score(self, spec: MLSpec, model: Model, version: str, rows: pl.DataFrame) -> pl.DataFrame:
         raise NotImplementedError(f"task '{spec.task}' does not score incoming rows")
+
+    def scores_of(self, model: Model, scored: pl.DataFrame) -> np.ndarray:
+        """The model's scores as ``score`` wrote them into ``scored`` rows."""
+        raise NotImplementedError("this task does not score incoming rows")
 
 
 class Tabular(Task):
@@ -173,6 +191,19 @@ class Tabular(Task):
                     f"current champion v{version} was trained on data up to {seen_until}, "
                     f"which reaches into this test split (from {test_start})",
                 )
+        classes = _classes_of(spec, rows_of(splits, "train"))
+        if model.task == spec.task and model.classes != classes:
+            said = f"classes {model.classes}" if model.classes else "two classes"
+            now = f"classes {classes}" if classes else "two classes"
+            return Comparison(
+                None,
+                (
+                    gate_lib.champion_not_comparable(
+                        version, f"it predicts {said}, the target now has {now}"
+                    ),
+                ),
+                f"current champion v{version} predicts {said}; the target now has {now}",
+            )
         champion = dataclasses.replace(model, name=f"champion_v{version}")
         try:  # a schema the champion cannot read fails on any rows; evaluate scores them all
             champion.predict(test.head(1000))
@@ -198,12 +229,28 @@ class Tabular(Task):
         return eval_lib.evaluate(spec, test, selected.model, models, best_baseline, champion)
 
     def score(self, spec: MLSpec, model: Model, version: str, rows: pl.DataFrame) -> pl.DataFrame:
-        """Incoming rows with the model's score (and label, for a classifier) and version."""
+        """Incoming rows with the model's score (and label, for a classifier) and version.
+        With K classes: one ``proba_<class>`` column per class, ``score`` the top class's
+        probability and ``predicted_label`` that class."""
         scores = model.predict(rows)
-        out = rows.with_columns(pl.Series("score", scores), pl.lit(version).alias("model_version"))
+        version_column = pl.lit(version).alias("model_version")
+        if model.classes is not None:
+            labels = model.labels(scores)
+            return rows.with_columns(
+                *[pl.Series(proba_column(c), scores[:, k]) for k, c in enumerate(model.classes)],
+                pl.Series("score", np.max(scores, axis=1)),
+                pl.Series("predicted_label", model.class_names(labels)),
+                version_column,
+            )
+        out = rows.with_columns(pl.Series("score", scores), version_column)
         if spec.task == "classification":
             out = out.with_columns(pl.Series("predicted_label", model.labels(scores)))
         return out
+
+    def scores_of(self, model: Model, scored: pl.DataFrame) -> np.ndarray:
+        if model.classes is None:
+            return scored["score"].to_numpy()
+        return scored.select([proba_column(c) for c in model.classes]).to_numpy()
 
 
 class Forecasting(Task):

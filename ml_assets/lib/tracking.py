@@ -11,8 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, cached_property
 from pathlib import Path
+from typing import Any
 
 import mlflow
+import numpy as np
 import polars as pl
 from filelock import FileLock
 from mlflow import MlflowClient
@@ -74,7 +76,9 @@ def run_name(experiment: str, model: Model, tags: dict[str, str]) -> str:
 
 
 class PyfuncModel(mlflow.pyfunc.PythonModel):
-    """Serves an ml_assets Model through MLflow's pyfunc interface (P(positive) or value)."""
+    """Serves an ml_assets Model through MLflow's pyfunc interface: P(positive) or the value
+    per row, or for more than two classes a frame with one probability column per class,
+    named by the class."""
 
     # Inputs are validated against the logged signature, not against predict()'s type hints.
     _skip_type_hint_validation = True
@@ -83,7 +87,17 @@ class PyfuncModel(mlflow.pyfunc.PythonModel):
         self.model = model
 
     def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
-        return self.model.predict(pl.from_pandas(model_input))
+        return served(self.model, self.model.predict(pl.from_pandas(model_input)))
+
+
+def served(model: Model, scores: np.ndarray) -> Any:
+    """What the pyfunc answers for ``scores``: the scores, or for K classes a pandas frame
+    of one probability column per class name."""
+    if model.classes is None:
+        return scores
+    import pandas as pd
+
+    return pd.DataFrame(scores, columns=[str(c) for c in model.classes])
 
 
 class ChampionLoadError(RuntimeError):
@@ -157,7 +171,7 @@ class Tracker:
         monitoring."""
         exp_id = self.experiment_id(experiment)
         sample = example.select(model.features).head(5).to_pandas()
-        signature = infer_signature(sample, model.predict(example.head(5)))
+        signature = infer_signature(sample, served(model, model.predict(example.head(5))))
         with mlflow.start_run(
             experiment_id=exp_id, run_name=run_name(experiment, model, tags)
         ) as run:

@@ -54,6 +54,8 @@ _GX_TYPES: dict[str, list[str]] = {
     ],
 }
 
+MAX_CLASSES = 50  # distinct labels a classification target may have
+
 
 class ContractFileError(ValueError):
     """A learned-contract file that cannot be read, named with the fix."""
@@ -203,8 +205,10 @@ def build_expectations(
         )
     if spec.task == "classification":
         exps.append(
+            # Two classes or more; past MAX_CLASSES the target is more likely a number or an
+            # identifier declared as classification than a set of classes.
             gxe.ExpectColumnUniqueValueCountToBeBetween(
-                column=spec.target, min_value=2, max_value=2
+                column=spec.target, min_value=2, max_value=MAX_CLASSES
             )
         )
     data_cols = [c for c in frame.columns if c != ROW_ID]

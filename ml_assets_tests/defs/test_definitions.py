@@ -32,6 +32,7 @@ MONITORED_STAGES = [*STAGES, "predictions", "drift_report"]
     [
         ("affairs", STAGES),
         ("doctor_visits", STAGES),
+        ("party", STAGES),
         ("co2", FORECAST_STAGES),
         ("churn", MONITORED_STAGES),
     ],
@@ -55,7 +56,7 @@ def test_every_builtin_spec_has_its_graph_and_job(
 def test_train_all_covers_every_spec(defs: dg.Definitions) -> None:
     job = defs.resolve_job_def("train_all")
     nodes = {n.name for n in job.graph.node_defs}
-    for spec in ("affairs", "doctor_visits", "co2", "churn"):
+    for spec in ("affairs", "doctor_visits", "party", "co2", "churn"):
         assert f"{spec}__champion_model" in nodes
     # Daily scoring is partitioned and runs in its own job, never inside training.
     assert "churn__predictions" not in nodes and "churn__drift_report" not in nodes
@@ -106,6 +107,7 @@ def test_only_the_evaluation_report_reads_the_test_split(defs: dg.Definitions) -
         "co2/evaluation_report",
         "co2/forecast",
         "doctor_visits/evaluation_report",
+        "party/evaluation_report",
     ]
     assert readers["co2/candidate_sarimax"] == TRAIN_AND_VALIDATION
 

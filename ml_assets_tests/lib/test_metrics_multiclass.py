@@ -81,3 +81,37 @@ def test_paired_comparison_and_large_sets_work_on_class_matrices() -> None:
 def test_specs_name_the_multiclass_metrics() -> None:
     spec = spec_from({"metrics": {"primary": "macro_f1", "secondary": ["top_3_accuracy"]}})
     assert spec.primary_metric == "macro_f1" and spec.metrics.secondary == ["top_3_accuracy"]
+
+
+def test_numpy_definitions_equal_scikit_learn_on_ties_and_missing_classes() -> None:
+    """The bootstrap-speed implementations agree with scikit-learn on awkward resamples:
+    tied probabilities, a class never predicted, a class predicted but never true."""
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        n, k = int(rng.integers(5, 40)), int(rng.integers(3, 6))
+        y = rng.integers(0, k, n)
+        labels = rng.integers(0, k - 1, n)  # class k-1 never predicted
+        labels[rng.random(n) < 0.2] = k  # and a class that is never true
+        p = np.round(rng.dirichlet(np.ones(k), n), 1) + 1e-3  # ties in every column
+        p /= p.sum(axis=1, keepdims=True)
+        expected = {
+            "accuracy": skm.accuracy_score(y, labels),
+            "macro_f1": skm.f1_score(y, labels, average="macro", zero_division=0),
+            "weighted_f1": skm.f1_score(y, labels, average="weighted", zero_division=0),
+        }
+        for name, value in expected.items():
+            assert score(get_metric(name), y, labels) == pytest.approx(value), name
+        true_labels = labels[labels < k]  # balanced accuracy: predictions among true classes
+        assert score(get_metric("balanced_accuracy"), y[labels < k], true_labels) == pytest.approx(
+            skm.balanced_accuracy_score(y[labels < k], true_labels)
+        )
+        assert score(get_metric("log_loss"), y, p) == pytest.approx(
+            skm.log_loss(y, p, labels=list(range(k)))
+        )
+        assert score(get_metric("top_2_accuracy"), y, p) == pytest.approx(
+            skm.top_k_accuracy_score(y, p, k=2, labels=list(range(k)))
+        )
+        if len(np.unique(y)) == k:
+            assert score(get_metric("roc_auc"), y, p) == pytest.approx(
+                skm.roc_auc_score(y, p, multi_class="ovr", average="macro")
+            )

@@ -21,7 +21,7 @@ MINIMAL = {"name": "toy", "task": "classification", "target": "y"}
 
 def test_builtin_specs_are_discovered_and_valid() -> None:
     specs = {s.name: s for s in discover_specs()}
-    assert sorted(specs) == ["affairs", "churn", "co2", "doctor_visits"]
+    assert sorted(specs) == ["affairs", "churn", "co2", "doctor_visits", "party"]
     affairs, visits, churn = specs["affairs"], specs["doctor_visits"], specs["churn"]
     assert churn.source.recent_days == 14 and churn.monitoring is not None
     assert churn.split_strategy == "temporal" and churn.time_column == "snapshot_date"
@@ -308,7 +308,7 @@ def test_discover_specs_adds_extra_directory(write_spec, tmp_path: Path) -> None
     extra = tmp_path / "extra"
     write_spec({**MINIMAL, "name": "my_use_case"}, filename="mine.yaml", directory=extra)
     names = [s.name for s in discover_specs(str(extra))]
-    assert names == ["affairs", "churn", "co2", "doctor_visits", "my_use_case"]
+    assert names == ["affairs", "churn", "co2", "doctor_visits", "party", "my_use_case"]
 
 
 def test_duplicate_name_across_builtin_and_extra_dir_raises(write_spec, tmp_path: Path) -> None:
@@ -359,7 +359,7 @@ def test_load_all_specs_keeps_broken_files_aside(write_spec, tmp_path: Path) -> 
     bad = write_spec({**MINIMAL, "name": "typo", "targte": "y"}, filename="b.yaml", directory=extra)
     copy = write_spec({**MINIMAL, "name": "mine"}, filename="c.yaml", directory=extra)
     found = load_all_specs(str(extra))
-    assert [s.name for s in found.specs] == ["affairs", "churn", "co2", "doctor_visits", "mine"]
+    assert [s.name for s in found.specs] == ["affairs", "churn", "co2", "doctor_visits", "party", "mine"]
     assert list(found.broken) == [bad.resolve(), copy.resolve()]
     assert "Did you mean 'target'?" in str(found.broken[bad.resolve()])
     assert "names must be unique" in str(found.broken[copy.resolve()])
