@@ -5,9 +5,10 @@ stores; churn on the first 14 days of its stream, as `make demo` does), then rea
 spec's splits asset and fits, on the same train rows, what a user would otherwise write:
 
 - tabular specs: LightGBM with fixed settings (300 trees, learning rate 0.03, 15 leaves,
-  min_child_samples 50; binary objective for classification, Poisson for a count target, L2
-  otherwise), string and declared categorical columns as pandas categories, fitted on the
-  train rows and, as our final models are (split.refit), on train + validation rows;
+  min_child_samples 50; binary or multiclass objective for classification, Poisson for a
+  count target, L2 otherwise), string and declared categorical columns as pandas categories,
+  fitted on the train rows and, as our final models are (split.refit), on train + validation
+  rows;
 - forecasting specs: statsmodels Holt-Winters (additive trend and season of the spec's period)
   and seasonal naive, each forecasting the holdout from the history before it.
 
@@ -99,7 +100,7 @@ def tabular_score(metric: str, y: np.ndarray, p: np.ndarray) -> float:
     if metric == "average_precision":
         return float(skm.average_precision_score(y, p))
     if metric == "log_loss":
-        return float(skm.log_loss(y, p))
+        return float(skm.log_loss(y, p, labels=list(range(p.shape[1])) if p.ndim == 2 else None))
     if metric == "rmse":
         return float(np.sqrt(skm.mean_squared_error(y, p)))
     if metric == "mae":
@@ -120,7 +121,13 @@ def tabular_reference(spec, splits: pl.DataFrame, fit_on: tuple[str, ...]) -> fl
     train = frame[frame[data_lib.SPLIT].isin(fit_on)]
     test = frame[frame[data_lib.SPLIT] == "test"]
     y = train[spec.target].to_numpy()
-    if spec.task == "classification":
+    labels = sorted(splits[spec.target].unique().to_list())
+    if spec.task == "classification" and len(labels) > 2:  # multiclass objective, K columns
+        model = lgb.LGBMClassifier(objective="multiclass", **LIGHTGBM)
+        model.fit(train[features], np.searchsorted(labels, y))
+        p = model.predict_proba(test[features])
+        truth = np.searchsorted(labels, test[spec.target].to_numpy())
+    elif spec.task == "classification":
         positive = data_lib.positive_class(splits[spec.target])
         model = lgb.LGBMClassifier(objective="binary", **LIGHTGBM)
         model.fit(train[features], (y == positive).astype(int))

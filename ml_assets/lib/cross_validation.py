@@ -28,11 +28,11 @@ from ml_assets.lib.metrics import get_metric, score
 from ml_assets.lib.models import (
     Model,
     TrainingData,
-    choose_threshold,
     validation_metrics,
     with_validation_rows,
 )
 from ml_assets.lib.spec import MLSpec
+from ml_assets.lib.thresholds import choose_threshold
 
 log = logging.getLogger(__name__)
 

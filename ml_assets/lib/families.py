@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ml_assets.lib import cross_validation, forecasters, imbalance, lightgbm_search
+from ml_assets.lib import cross_validation, forecasters, imbalance, lightgbm_search, multiclass
 from ml_assets.lib import models as model_lib
 from ml_assets.lib.forecasters import Forecaster
 from ml_assets.lib.metrics import Metric
@@ -42,13 +42,21 @@ class Family:
         return FAMILY_SETTINGS[self.name][1]
 
 
+def fit_glm(data: TrainingData, cfg: Any) -> Model:
+    """The spec's GLM on ``data``: multinomial for more than two classes, else statsmodels'
+    GLM of the family ``models.glm_family`` names."""
+    if model_lib.glm_family(data, cfg) == "multinomial":
+        return multiclass.train_multinomial(data)
+    return model_lib.train_glm(data, cfg)
+
+
 def _glm(data: TrainingData, cfg: Any, primary: Metric) -> Model:
     """The GLM's fit does not depend on the metric; with folds, it is scored on each."""
-    model = model_lib.train_glm(data, cfg)
+    model = fit_glm(data, cfg)
     cv = cross_validation.cv_rows(data)
     if cv is None:
         return model
-    oof = cross_validation.cross_validate(cv, lambda part: model_lib.train_glm(part, cfg))
+    oof = cross_validation.cross_validate(cv, lambda part: fit_glm(part, cfg))
     return cross_validation.attach(model, oof, data.spec.threshold_metric)
 
 

@@ -26,13 +26,12 @@ from ml_assets.lib.metrics import Metric, score
 from ml_assets.lib.models import (
     LightGBMModel,
     TrainingData,
-    choose_threshold,
     class_weights_of,
-    labels_at,
     with_validation_rows,
 )
 from ml_assets.lib.preprocess import Preprocessor
 from ml_assets.lib.spec import LightGBMCandidate
+from ml_assets.lib.thresholds import choose_threshold, labels_at
 
 
 def lightgbm_objective(data: TrainingData, cfg: LightGBMCandidate) -> str:

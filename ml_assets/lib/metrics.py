@@ -13,6 +13,14 @@ import numpy as np
 from scipy import stats
 from sklearn import metrics as skm
 
+from ml_assets.lib.class_metrics import (
+    accuracy,
+    balanced_accuracy,
+    binary_auc,
+    macro_f1,
+    weighted_f1,
+)
+
 Kind = Literal["score", "label", "value"]
 
 
@@ -51,15 +59,6 @@ def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
     return float(-np.mean(np.log(np.clip(true, 1e-15, 1.0))))
 
 
-def _binary_auc(positive: np.ndarray, p: np.ndarray) -> float:
-    """ROC AUC of a 0/1 mask from the rank sum of the positives (ties share ranks), as
-    scikit-learn's roc_auc_score."""
-    n1 = int(positive.sum())
-    n0 = len(positive) - n1
-    ranks = stats.rankdata(p)
-    return float((ranks[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
-
 def _roc_auc(y: np.ndarray, p: np.ndarray) -> float:
     """ROC AUC; for K classes the macro average of one-vs-rest AUCs."""
     if p.ndim == 1:
@@ -70,7 +69,7 @@ def _roc_auc(y: np.ndarray, p: np.ndarray) -> float:
     if len(present) < 2:
         raise ValueError("ROC AUC needs rows of at least two classes")
     yi = np.asarray(y, dtype=int)
-    return float(np.mean([_binary_auc(yi == k, p[:, k]) for k in present]))
+    return float(np.mean([binary_auc(yi == k, p[:, k]) for k in present]))
 
 
 def _one_hot(y: np.ndarray, k: int) -> np.ndarray:
@@ -89,45 +88,6 @@ def _brier(y: np.ndarray, p: np.ndarray) -> float:
     if p.ndim == 1:
         return float(skm.brier_score_loss(y, p))
     return float(np.mean(np.sum((p - _one_hot(y, p.shape[1])) ** 2, axis=1)))
-
-
-def _class_counts(y: np.ndarray, label: np.ndarray) -> np.ndarray:
-    """Counts by true (rows) and predicted class over the classes either holds, in sorted
-    order (scikit-learn's label set for these metrics)."""
-    classes, codes = np.unique(np.concatenate([y, label]), return_inverse=True)
-    k, n = len(classes), len(y)
-    return np.bincount(codes[:n] * k + codes[n:], minlength=k * k).reshape(k, k)
-
-
-def _f1_per_class(cm: np.ndarray) -> np.ndarray:
-    tp = np.diag(cm).astype(float)
-    denominator = cm.sum(axis=0) + cm.sum(axis=1)  # 2tp + fp + fn
-    return np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
-
-
-def _macro_f1(y: np.ndarray, label: np.ndarray) -> float:
-    """The mean F1 of every class (a class neither true nor predicted counts as 0), as
-    scikit-learn's f1_score(average="macro", zero_division=0)."""
-    return float(np.mean(_f1_per_class(_class_counts(y, label)))) if len(y) else 0.0
-
-
-def _weighted_f1(y: np.ndarray, label: np.ndarray) -> float:
-    """Each class's F1 weighted by its true rows."""
-    cm = _class_counts(y, label)
-    support = cm.sum(axis=1)
-    return float(np.sum(_f1_per_class(cm) * support) / support.sum()) if len(y) else 0.0
-
-
-def _accuracy(y: np.ndarray, label: np.ndarray) -> float:
-    return float(np.mean(np.asarray(y) == np.asarray(label)))
-
-
-def _balanced_accuracy(y: np.ndarray, label: np.ndarray) -> float:
-    """The mean recall of the classes present in the truth."""
-    cm = _class_counts(y, label)
-    support = cm.sum(axis=1)
-    present = support > 0
-    return float(np.mean(np.diag(cm)[present] / support[present]))
 
 
 def _top_k_accuracy(k: int) -> Callable[..., float]:
@@ -165,10 +125,10 @@ _METRICS: dict[str, Metric] = {
         Metric("average_precision", _average_precision, True, "score", ("classification",)),
         Metric("log_loss", _log_loss, False, "score", ("classification",)),
         Metric("brier", _brier, False, "score", ("classification",)),
-        Metric("macro_f1", _macro_f1, True, "label", ("classification",)),
-        Metric("weighted_f1", _weighted_f1, True, "label", ("classification",)),
-        Metric("accuracy", _accuracy, True, "label", ("classification",)),
-        Metric("balanced_accuracy", _balanced_accuracy, True, "label", ("classification",)),
+        Metric("macro_f1", macro_f1, True, "label", ("classification",)),
+        Metric("weighted_f1", weighted_f1, True, "label", ("classification",)),
+        Metric("accuracy", accuracy, True, "label", ("classification",)),
+        Metric("balanced_accuracy", balanced_accuracy, True, "label", ("classification",)),
         Metric("f1", skm.f1_score, True, "label", ("classification",)),
         Metric("precision", skm.precision_score, True, "label", ("classification",)),
         Metric("recall", skm.recall_score, True, "label", ("classification",)),

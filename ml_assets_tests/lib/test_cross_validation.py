@@ -15,9 +15,10 @@ from ml_assets.lib.data import SPLIT
 from ml_assets.lib.families import train_tabular
 from ml_assets.lib.lightgbm_search import train_lightgbm
 from ml_assets.lib.metrics import get_metric
-from ml_assets.lib.models import TrainingData, choose_threshold, prepare, train_glm
+from ml_assets.lib.models import TrainingData, prepare, train_glm
 from ml_assets.lib.spec import GLMCandidate, LightGBMCandidate, MLSpec
 from ml_assets.lib.tasks import task_for
+from ml_assets.lib.thresholds import choose_threshold
 from ml_assets_tests.lib.conftest import (
     FAST_LIGHTGBM,
     classification_raw,

@@ -11,8 +11,9 @@ import statsmodels.api as sm
 from ml_assets.lib import imbalance
 from ml_assets.lib.families import train_tabular
 from ml_assets.lib.metrics import get_metric, score
-from ml_assets.lib.models import choose_threshold, class_weights_of, prepare, validation_metrics
+from ml_assets.lib.models import class_weights_of, prepare, validation_metrics
 from ml_assets.lib.rare_events import rare_events
+from ml_assets.lib.thresholds import choose_threshold
 from ml_assets_tests.lib.conftest import FAST_LIGHTGBM, spec_from, split_frames
 
 RARE = {

@@ -359,7 +359,14 @@ def test_load_all_specs_keeps_broken_files_aside(write_spec, tmp_path: Path) -> 
     bad = write_spec({**MINIMAL, "name": "typo", "targte": "y"}, filename="b.yaml", directory=extra)
     copy = write_spec({**MINIMAL, "name": "mine"}, filename="c.yaml", directory=extra)
     found = load_all_specs(str(extra))
-    assert [s.name for s in found.specs] == ["affairs", "churn", "co2", "doctor_visits", "party", "mine"]
+    assert [s.name for s in found.specs] == [
+        "affairs",
+        "churn",
+        "co2",
+        "doctor_visits",
+        "party",
+        "mine",
+    ]
     assert list(found.broken) == [bad.resolve(), copy.resolve()]
     assert "Did you mean 'target'?" in str(found.broken[bad.resolve()])
     assert "names must be unique" in str(found.broken[copy.resolve()])
