@@ -175,9 +175,8 @@ class Model(ABC):
         return labels_at(scores, self.threshold)
 
     def class_names(self, labels: np.ndarray) -> list[Any]:
-        """Label indices (``labels``) as the target's own labels."""
-        if self.classes is None:
-            return [self.positive if v else None for v in labels]
+        """A multiclass model's label indices (``labels``) as the target's own labels."""
+        assert self.classes is not None, "two-class labels are 0/1 for the positive class"
         return [self.classes[int(i)] for i in labels]
 
 
