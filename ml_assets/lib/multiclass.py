@@ -129,10 +129,3 @@ def confusion_table(y: np.ndarray, labels: np.ndarray, classes: list[object]) ->
 def top_class_confidence(scores: np.ndarray) -> np.ndarray:
     """Each row's probability of its most probable class."""
     return np.max(scores, axis=1)
-
-
-def shares(labels: np.ndarray, classes: list[object]) -> dict[str, float]:
-    """The share of rows labelled with each class."""
-    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(classes))
-    total = max(int(counts.sum()), 1)
-    return {str(c): round(float(n / total), 4) for c, n in zip(classes, counts, strict=True)}

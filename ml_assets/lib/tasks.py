@@ -26,9 +26,10 @@ from ml_assets.lib import gate as gate_lib
 from ml_assets.lib import models as model_lib
 from ml_assets.lib import splits as split_lib
 from ml_assets.lib import timeseries as ts_lib
-from ml_assets.lib.data import ROW_ID, SPLIT
+from ml_assets.lib.data import ROW_ID, SPLIT, class_labels
 from ml_assets.lib.metrics import get_metric
 from ml_assets.lib.models import Model
+from ml_assets.lib.multiclass import top_class_confidence
 from ml_assets.lib.records import Trained
 from ml_assets.lib.spec import MLSpec
 
@@ -70,7 +71,7 @@ def _classes_of(spec: MLSpec, train: pl.DataFrame) -> list[object] | None:
     """A multiclass target's labels as a model trained on ``train`` has them (else None)."""
     if spec.task != "classification":
         return None
-    labels = sorted(train[spec.target].drop_nulls().unique().to_list())
+    labels = class_labels(train[spec.target])
     return labels if len(labels) > 2 else None
 
 
@@ -238,7 +239,7 @@ class Tabular(Task):
             labels = model.labels(scores)
             return rows.with_columns(
                 *[pl.Series(proba_column(c), scores[:, k]) for k, c in enumerate(model.classes)],
-                pl.Series("score", np.max(scores, axis=1)),
+                pl.Series("score", top_class_confidence(scores)),
                 pl.Series("predicted_label", model.class_names(labels)),
                 version_column,
             )

@@ -9,7 +9,7 @@ import pytest
 import statsmodels.api as sm
 
 from ml_assets.lib import evaluation as eval_lib
-from ml_assets.lib import families, multiclass
+from ml_assets.lib import families
 from ml_assets.lib.data import SPLIT, DataError, build_features
 from ml_assets.lib.imbalance import MulticlassWeights, class_weights
 from ml_assets.lib.metrics import get_metric, score
@@ -207,7 +207,6 @@ def test_scored_rows_hold_each_class_probability_and_the_label_by_name() -> None
     np.testing.assert_allclose(scored["score"].to_numpy(), p.max(axis=1))
     assert scored["predicted_label"].to_list() == [CLASSES[i] for i in p.argmax(axis=1)]
     np.testing.assert_allclose(task.scores_of(model, scored), p)
-    assert multiclass.shares(model.labels(p), CLASSES).keys() == set(CLASSES)
 
 
 def test_fairness_with_more_than_two_classes_is_refused() -> None:
