@@ -5,6 +5,7 @@ rare-event work (precision at k, recall at a precision)."""
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 import pytest
 import statsmodels.api as sm
 
@@ -34,6 +35,15 @@ def test_the_generator_gives_the_share_asked_for_and_is_seeded() -> None:
     assert frame["y"].mean() == pytest.approx(0.02, abs=0.003)
     assert frame.equals(rare_events(50_000, 0.02, seed=1))
     assert not frame.equals(rare_events(50_000, 0.02, seed=2))
+    peaked = rare_events(50_000, 0.02, seed=1, shape="peaked")
+    assert peaked["y"].mean() == pytest.approx(0.02, abs=0.003)
+    # risk peaks at x0 = 1.5: positives are rarer on both sides of the middle band
+    band = peaked.group_by(peaked["x0"].cut([0.5, 2.5]).alias("band")).agg(pl.col("y").mean())
+    rate = dict(zip(band["band"].cast(pl.String), band["y"], strict=True))
+    middle = rate["(0.5, 2.5]"]
+    assert middle > 2 * rate["(-inf, 0.5]"] and middle > 1.5 * rate["(2.5, inf]"]
+    with pytest.raises(ValueError, match="shape must be one of mixed, peaked"):
+        rare_events(100, 0.02, shape="flat")
 
 
 def test_balanced_weights_and_weights_per_label() -> None:
