@@ -9,9 +9,16 @@ registry, encodes, predicts, writes the scored partition). The raw reference is
 ``Booster.predict`` of the same champion on the same rows, already encoded as numpy, in this
 process.
 
+The step scores a batch this large with the champion compiled by lleaves (``lib/compiled.py``):
+the first repeat compiles it into a fresh cache, the others load it. With ``--learning-rate``
+the champion is one fixed-setting LightGBM at that learning rate (up to ``--rounds`` trees)
+instead of churn's searched one, to see how the ratio moves with the model's size.
+
 Run: .venv/bin/python bench/partition_scoring.py [--rows 10000000] [--repeats 3]
-Prints the step's and the command's time and rows/s next to the raw booster's and to the same
-work written by hand (read the file, encode, Booster.predict, write the scores), as medians.
+     [--learning-rate 0.02 --rounds 300]
+Prints each repeat's step time and how it predicted, then the step's and the command's time and
+rows/s next to the raw booster's and to the same work written by hand (read the file, encode,
+Booster.predict, write the scores), as medians.
 """
 
 from __future__ import annotations
@@ -33,11 +40,19 @@ DAY_INDEX = 14  # the first day after the 14 training days
 SPEC_NAME = "score_bench"
 
 
-def write_spec(directory: Path) -> None:
+def write_spec(directory: Path, learning_rate: float | None, rounds: int) -> None:
     import yaml
 
     spec = yaml.safe_load((ROOT / "ml_assets" / "specs" / "churn.yaml").read_text())
-    spec |= {"name": SPEC_NAME, "candidates": {"lightgbm": spec["candidates"]["lightgbm"]}}
+    lightgbm = spec["candidates"]["lightgbm"]
+    if learning_rate is not None:
+        lightgbm = {
+            "budget": 1,
+            "search": {},
+            "num_boost_round": rounds,
+            "params": {"learning_rate": learning_rate},
+        }
+    spec |= {"name": SPEC_NAME, "candidates": {"lightgbm": lightgbm}}
     directory.mkdir(parents=True)
     (directory / f"{SPEC_NAME}.yaml").write_text(yaml.safe_dump(spec))
 
@@ -81,10 +96,22 @@ def reference_seconds(stores: Path, day_file: Path, repeats: int) -> tuple[float
     return statistics.median(raw), statistics.median(by_hand), booster.num_trees()
 
 
+def predictor(home: Path) -> str:
+    """How the last materialization of the predictions asset scored its rows."""
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey([SPEC_NAME, "predictions"]))
+    assert event is not None and event.asset_materialization is not None
+    return str(event.asset_materialization.metadata["predictor"].value)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--learning-rate", type=float, default=None)
+    parser.add_argument("--rounds", type=int, default=300)
     args = parser.parse_args()
     out = sys.stdout
     stores = Path(tempfile.mkdtemp(prefix="ml_assets_score_"))
@@ -98,8 +125,9 @@ def main() -> int:
         "ML_ASSETS_MLFLOW_ARTIFACTS": (stores / "mlartifacts").as_uri(),
         "ML_ASSETS_DATA_DIR": str(stores / "data"),
         "ML_ASSETS_HOME": str(ROOT),
+        "ML_ASSETS_COMPILED_CACHE": str(stores / "compiled"),  # fresh: the first repeat compiles
     }
-    write_spec(stores / "specs")
+    write_spec(stores / "specs", args.learning_rate, args.rounds)
     env["ML_ASSETS_SPECS"] = str(stores / "specs")
     python = sys.executable
     dagster = str(Path(python).with_name("dagster"))
@@ -115,10 +143,11 @@ def main() -> int:
     command = [dagster, "asset", "materialize", *module, "--select", f"{SPEC_NAME}/predictions"]
     command += ["--partition", day]
     steps, commands = [], []
-    for _ in range(args.repeats):
+    for repeat in range(1, args.repeats + 1):
         commands.append(run_measured(command, env).seconds)
         timings, _ = step_seconds(home)
         steps.append(next(end - start for k, (start, end) in timings.items() if "predictions" in k))
+        out.write(f"repeat {repeat}: step {steps[-1]:.1f} s, predictor: {predictor(home)}\n")
     raw, by_hand, trees = reference_seconds(stores, day_file, args.repeats)
     step, cmd = statistics.median(steps), statistics.median(commands)
     out.write(

@@ -54,12 +54,16 @@ def predictions_asset(spec: MLSpec) -> dg.AssetsDefinition:
             raise RuntimeError(
                 f"'{spec.name}' has no champion to score with; run job train_{spec.name} first"
             )
+        predictor = ref.model.prepare_to_score(rows)
         out = task_for(spec).score(spec, ref.model, ref.version, rows)
+        if predictor.startswith("lightgbm Booster.predict ("):
+            context.log.warning(f"'{spec.name}' scored without the compiled model: {predictor}")
         scores = out["score"].to_numpy()
         return dg.Output(
             out,
             metadata={
                 "model_version": ref.version,
+                "predictor": predictor,
                 "incoming": dg.MetadataValue.path(str(path)),
                 "scored_rows": out.height,
                 "mean_score": round(float(scores.mean()), 4) if len(scores) else float("nan"),

@@ -200,9 +200,9 @@ def train_lightgbm(data: TrainingData, cfg: LightGBMCandidate, primary: Metric) 
         rounds = int(np.median(best.iterations))
         params = {**best.params, "best_iteration": rounds, **search}
         params["cv_best_iterations"] = best.iterations
-        fit_on = with_validation_rows(data) if data.spec.split.refit else data
+        fit_on = with_validation_rows(data) if data.refits else data
         prep, booster = _refit(best.params, rounds, fit_on, cat_idx)
-        if data.spec.split.refit:
+        if data.refits:
             params |= {"refit": "train+validation", "refit_rows": fit_on.train.height}
     model = LightGBMModel(
         "lightgbm",
@@ -217,9 +217,7 @@ def train_lightgbm(data: TrainingData, cfg: LightGBMCandidate, primary: Metric) 
         booster=booster,
     )
     # The weights of the rows the final booster learned from (train + validation with refit).
-    model.class_weights = class_weights_of(
-        with_validation_rows(data) if data.spec.split.refit else data
-    )
+    model.class_weights = class_weights_of(with_validation_rows(data) if data.refits else data)
     if model.class_weights is not None:
         model.params = {**model.params, **model.class_weights.params()}
     if cv is not None:
@@ -246,7 +244,7 @@ def _chosen_fit(
     booster = best.boosters[0]
     booster.best_iteration = booster.best_iteration or booster.current_iteration()
     params = {**best.params, "best_iteration": booster.best_iteration, **search}
-    if not data.spec.split.refit:
+    if not data.refits:
         return prep, _trimmed(booster), params
     both = with_validation_rows(data)
     prep, refit = _refit(best.params, booster.best_iteration, both, cat_idx)

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
+from ml_assets.lib import compiled as compiled_lib
 from ml_assets.lib.data import (
     DataError,
     binary_target,
@@ -33,6 +34,7 @@ from ml_assets.lib.thresholds import choose_threshold, labels_at
 from ml_assets.lib.validation import categorical_columns
 
 Role = Literal["baseline", "candidate"]
+REFIT_MAX_ROWS = 200_000  # unset split.refit: refit on train + validation up to this many rows
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,15 @@ class TrainingData:
     @property
     def n_classes(self) -> int:
         return len(self.classes) if self.classes is not None else 2
+
+    @property
+    def refits(self) -> bool:
+        """Whether the final model is refit on train + validation (``split.refit``; unset:
+        up to ``REFIT_MAX_ROWS`` of them)."""
+        chosen = self.spec.split.refit
+        if chosen is not None:
+            return chosen
+        return self.train.height + self.validation.height <= REFIT_MAX_ROWS
 
     @property
     def is_count(self) -> bool:
@@ -159,7 +170,13 @@ class Model(ABC):
     def predict(self, frame: pl.DataFrame) -> np.ndarray: ...
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "validation_scores": None, "out_of_fold": None}
+        state = {**self.__dict__, "validation_scores": None, "out_of_fold": None}
+        state.pop("compiled", None)  # a LightGBM model's native code stays in its process
+        return state
+
+    def prepare_to_score(self, frame: pl.DataFrame) -> str:
+        """Get ready to score ``frame`` (a large batch), and say how it will be scored."""
+        return self.family
 
     def importance(self, frame: pl.DataFrame) -> pl.DataFrame | None:
         """Feature importance on ``frame`` (TreeSHAP, coefficients), or None for baselines."""
@@ -305,7 +322,7 @@ def train_glm(data: TrainingData, cfg: GLMCandidate) -> GLMModel:
     if weights is not None:
         validation_scores = weights.corrected(validation_scores)
     params: dict[str, Any] = {"family": family_name, "standardized": True}
-    if data.spec.split.refit:  # the same model on train + validation rows
+    if data.refits:  # the same model on train + validation rows
         refit = with_validation_rows(data)
         prep, result, weights = fit(refit)
         params |= {"refit": "train+validation", "refit_rows": refit.train.height}
@@ -348,10 +365,22 @@ class LightGBMModel(Model):
 
     prep: Preprocessor | None = None
     booster: Any = None
+    # The booster compiled to native code (compiled.Compiled), set by prepare_to_score for a
+    # large batch; never pickled.
+    compiled: Any = field(default=None, repr=False, compare=False)
 
     def predict(self, frame: pl.DataFrame) -> np.ndarray:
         assert self.prep is not None
-        return self._probabilities(self.booster.predict(self.prep.codes(frame)))
+        codes = self.prep.codes(frame)
+        predictor = self.booster if self.compiled is None else self.compiled
+        return self._probabilities(predictor.predict(codes))
+
+    def prepare_to_score(self, frame: pl.DataFrame) -> str:
+        """From ``COMPILE_MIN_ROWS`` rows on, score with the booster compiled by lleaves, once
+        it predicts the batch's first rows as the booster does (compiled.for_batch)."""
+        assert self.prep is not None
+        self.compiled, how = compiled_lib.for_batch(self.booster, self.prep.codes, frame)
+        return how
 
     def importance(self, frame: pl.DataFrame) -> pl.DataFrame | None:
         assert self.prep is not None

@@ -56,7 +56,7 @@ def train_multinomial(data: TrainingData) -> GLMModel:
     prep, result = _fit_mnlogit(data)
     validation_scores = np.asarray(result.predict(prep.design(data.validation)), dtype=np.float64)
     params: dict[str, Any] = {"family": "multinomial", "standardized": True, "classes": k}
-    if data.spec.split.refit:
+    if data.refits:
         refit = with_validation_rows(data)
         prep, result = _fit_mnlogit(refit)
         params |= {"refit": "train+validation", "refit_rows": refit.train.height}

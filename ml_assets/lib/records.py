@@ -11,10 +11,11 @@ from ml_assets.lib.models import Model
 
 @dataclass(frozen=True)
 class LoggedModel:
-    """Where a model was logged: its MLflow run and model URI."""
+    """Where a model was logged: its MLflow run and model URI (None for a baseline, whose
+    run records params and metrics only)."""
 
     run_id: str
-    model_uri: str
+    model_uri: str | None
     experiment_id: str
 
 

@@ -22,7 +22,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 import ml_assets
-from ml_assets.lib.models import Model
+from ml_assets.lib.models import ConstantModel, Model
 from ml_assets.lib.names import (
     DATA_FINGERPRINT_TAG,
     GATE_REASONS_TAG,
@@ -166,12 +166,11 @@ class Tracker:
         cv: pl.DataFrame | None = None,
     ) -> LoggedModel:
         """One MLflow run per trained model: params, validation metrics (the fold means with
-        cross-validation, whose folds are logged as steps of ``cv_<metric>``), signature,
-        example, and optionally a reference sample of the training rows for drift
-        monitoring."""
+        cross-validation, whose folds are logged as steps of ``cv_<metric>``), tags, and for a
+        candidate its pyfunc model (signature, example) and optionally a reference sample of
+        the training rows for drift monitoring. A baseline's run has no model artifact: its
+        learned value is in its params, and only candidates are ever registered."""
         exp_id = self.experiment_id(experiment)
-        sample = example.select(model.features).head(5).to_pandas()
-        signature = infer_signature(sample, served(model, model.predict(example.head(5))))
         with mlflow.start_run(
             experiment_id=exp_id, run_name=run_name(experiment, model, tags)
         ) as run:
@@ -183,6 +182,10 @@ class Tracker:
             mlflow.set_tags(
                 {**tags, "role": model.role, "family": model.family, MODEL_NAME_TAG: model.name}
             )
+            if model.role == "baseline":
+                return LoggedModel(run.info.run_id, None, exp_id)
+            sample = example.select(model.features).head(5).to_pandas()
+            signature = infer_signature(sample, served(model, model.predict(example.head(5))))
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=PyfuncModel(model),
@@ -224,6 +227,7 @@ class Tracker:
     def register(self, name: str, logged: LoggedModel, card: str, tags: dict[str, str]) -> str:
         """A new registered version of ``name`` with the model card as its description."""
         self._activate()
+        assert logged.model_uri is not None, "a baseline's run has no model to register"
         version = mlflow.register_model(logged.model_uri, name, tags=tags)
         self.client.update_model_version(name, version.version, description=card)
         return str(version.version)
@@ -361,6 +365,8 @@ def _run_page(ui_url: str, experiment_id: str, run_id: str) -> str:
 def _flat_params(model: Model) -> dict[str, str]:
     params = {"model_name": model.name, "family": model.family, "threshold": model.threshold}
     params |= {k: v for k, v in model.params.items()}
+    if isinstance(model, ConstantModel):  # a baseline's run has no model: its value is here
+        params["value"] = model.value
     return {k: str(v)[:500] for k, v in params.items()}
 
 

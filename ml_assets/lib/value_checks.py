@@ -236,51 +236,57 @@ def _row_number_failures(values: pl.Series, rows: int, where: str) -> list[Failu
 
 
 def _text_failures(values: pl.Series, rows: int, where: str) -> list[Failure]:
+    """Numbers, dates or identifiers written as text. Judged on the distinct values with their
+    row counts (a string column of a million rows often has a few dozen), in the order they
+    first appear, so shares and examples are those of the rows."""
     name = values.name
-    numbers = values.str.strip_chars().cast(pl.Float64, strict=False)
-    numeric = int(numbers.is_not_null().sum())
+    grouped = values.to_frame().group_by(name, maintain_order=True).len()
+    distinct, counts = grouped[name], grouped["len"]
+    numbers = distinct.str.strip_chars().cast(pl.Float64, strict=False)
+    numeric = int(counts.filter(numbers.is_not_null()).sum())
     if 0.5 <= numeric / max(values.len(), 1) < 1.0:
-        text = values.filter(numbers.is_null())
+        text = distinct.filter(numbers.is_null())
+        text_rows = values.len() - numeric
         return [
             Failure(
                 "mixed_types",
                 name,
-                f"{where} mixes {numeric} numbers with {text.len()} text values, e.g. "
+                f"{where} mixes {numeric} numbers with {text_rows} text values, e.g. "
                 f"{_examples(text)}: it would become a category with a level per number; clean "
                 "the text values in the source (empty for missing), or declare "
                 f"validation.columns.{name}.type: string if it is a code",
-                text.len(),
+                text_rows,
                 _examples(text),
             )
         ]
     try:  # the format is inferred from the first value; text that is no date raises
-        dates = values.str.strip_chars().str.to_date(strict=False)
+        dates = distinct.str.strip_chars().str.to_date(strict=False)
     except pl.exceptions.PolarsError:
-        dates = pl.Series(name, [None] * values.len(), dtype=pl.Date)
-    if values.len() and dates.is_not_null().mean() >= 0.9:  # type: ignore[operator]
+        dates = pl.Series(name, [None] * distinct.len(), dtype=pl.Date)
+    dated = int(counts.filter(dates.is_not_null()).sum())
+    if values.len() and dated >= 0.9 * values.len():
         return [
             Failure(
                 "date_as_text",
                 name,
-                f"{where} holds dates written as text, e.g. {_examples(values, 3)}: write them "
-                "as ISO dates (YYYY-MM-DD) so they are read as dates, and name the column in "
-                "'time_column', derive features from it, or add it to 'drop'",
+                f"{where} holds dates written as text, e.g. {_examples(distinct, 3)}: write "
+                "them as ISO dates (YYYY-MM-DD) so they are read as dates, and name the column "
+                "in 'time_column', derive features from it, or add it to 'drop'",
                 values.len(),
-                _examples(values, 3),
+                _examples(distinct, 3),
             )
         ]
-    distinct = values.n_unique()
-    if rows >= IDENTIFIER_MIN_ROWS and distinct >= IDENTIFIER_SHARE * rows:
+    if rows >= IDENTIFIER_MIN_ROWS and distinct.len() >= IDENTIFIER_SHARE * rows:
         return [
             Failure(
                 "identifier",
                 name,
-                f"{where} has {distinct} distinct values in {rows} rows, e.g. "
-                f"{_examples(values, 3)}: an identifier, not a feature (it would become a "
+                f"{where} has {distinct.len()} distinct values in {rows} rows, e.g. "
+                f"{_examples(distinct, 3)}: an identifier, not a feature (it would become a "
                 f"category per row); add it to 'drop' (or declare "
                 f"validation.columns.{name}.type: string if it really is a feature)",
-                distinct,
-                _examples(values, 3),
+                distinct.len(),
+                _examples(distinct, 3),
             )
         ]
     return []

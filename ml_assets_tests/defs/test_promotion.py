@@ -109,7 +109,7 @@ def test_a_version_left_pending_by_a_killed_run_is_resolved(home: Path) -> None:
     from ml_assets.lib.models import ConstantModel
 
     tracker = Tracker(mlflow_client().tracking_uri)
-    model = ConstantModel("prior", "prior", "baseline", "classification", ["x"], value=0.5)
+    model = ConstantModel("prior", "prior", "candidate", "classification", ["x"], value=0.5)
     frame = pl.DataFrame({"x": [1.0, 2.0]})
     versions = []
     for _ in range(2):

@@ -129,7 +129,7 @@ def test_drift_scored_by_a_former_champion_is_ignored(home: Path, tmp_path: Path
     """A report scored by v3 says nothing about the model that holds the alias now."""
     defs, sensor = _sensor(tmp_path)
     tracker = Tracker(mlflow_client().tracking_uri)
-    model = ConstantModel("prior", "prior", "baseline", "classification", ["x"], value=0.5)
+    model = ConstantModel("prior", "prior", "candidate", "classification", ["x"], value=0.5)
     logged = tracker.log_model("watched", model, pl.DataFrame({"x": [1.0, 2.0]}), {}, {})
     tracker.set_champion("watched", tracker.register("watched", logged, "card", {}))
     with dg.instance_for_test() as instance:

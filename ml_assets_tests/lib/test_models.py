@@ -9,6 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from ml_assets.lib import models
 from ml_assets.lib.cores import available_threads
 from ml_assets.lib.data import ROW_ID
 from ml_assets.lib.lightgbm_search import lightgbm_objective, train_lightgbm
@@ -219,6 +220,24 @@ def test_the_final_model_is_refit_on_train_and_validation_rows(
     assert t.lightgbm.booster.num_trees() == t.lightgbm.params["best_iteration"]
     train_only = _train_only(t.data)
     assert "refit" not in train_glm(train_only, GLMCandidate()).params
+
+
+def test_an_unset_refit_refits_up_to_a_row_count(
+    trained_classification: Fitted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unset ``split.refit`` refits up to REFIT_MAX_ROWS train + validation rows; above it
+    the fit on train is the model; a spec's true or false holds at any size."""
+    data = trained_classification.data
+    assert data.spec.split.refit is None and data.refits
+    monkeypatch.setattr(models, "REFIT_MAX_ROWS", data.train.height + data.validation.height - 1)
+    assert not data.refits
+    assert "refit" not in train_glm(data, GLMCandidate()).params
+    assert _with_refit(data, True).refits and not _with_refit(data, False).refits
+
+
+def _with_refit(data: TrainingData, refit: bool) -> TrainingData:
+    split = data.spec.split.model_copy(update={"refit": refit})
+    return dataclasses.replace(data, spec=data.spec.model_copy(update={"split": split}))
 
 
 def test_glm_fit_uses_train_rows_and_threshold_uses_validation_rows(

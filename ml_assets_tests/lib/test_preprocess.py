@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from ml_assets.lib import preprocess
 from ml_assets.lib.preprocess import Preprocessor
 
 
@@ -78,6 +79,23 @@ def test_codes_keep_nan_and_map_categories_to_training_levels(prep: Preprocessor
     assert math.isnan(codes[1, 2])  # unseen category
     assert math.isnan(codes[2, 2])  # missing category
     assert codes.flags["C_CONTIGUOUS"]  # row-major: what LightGBM reads without a copy
+
+
+def test_codes_are_the_same_built_in_blocks(
+    prep: Preprocessor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(3)
+    n = 23
+    frame = pl.DataFrame(
+        {
+            "age": np.where(rng.random(n) < 0.2, np.nan, rng.normal(40, 9, n)),
+            "visits": rng.integers(0, 9, n),
+            "plan": rng.choice(["basic", "gold", "silver", "diamond"], n),
+        }
+    )
+    whole = prep.codes(frame)
+    monkeypatch.setattr(preprocess, "CODES_BLOCK_ROWS", 5)  # 4 full blocks and a short one
+    np.testing.assert_array_equal(prep.codes(frame), whole)
 
 
 def test_string_categorical_or_not_codes_are_the_training_level_positions() -> None:

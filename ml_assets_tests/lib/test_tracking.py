@@ -78,6 +78,24 @@ def test_logged_model_serves_the_same_predictions(
     np.testing.assert_allclose(served, t.glm.predict(t.test))
 
 
+def test_a_baseline_run_has_params_and_metrics_and_no_model(
+    tracker: Tracker, trained_classification: Fitted
+) -> None:
+    """Baselines are compared, never registered: their run skips the pyfunc artifact (about
+    half a second each) and keeps the learned value as a param."""
+    t = trained_classification
+    prior = next(b for b in t.baselines if b.name == "prior")
+    logged = tracker.log_model("toy", prior, t.validation, {"roc_auc": 0.5}, {})
+    assert logged.model_uri is None
+    run = tracker.client.get_run(logged.run_id)
+    assert run.data.tags["role"] == "baseline"
+    assert run.data.metrics == {"validation_roc_auc": 0.5}
+    assert float(run.data.params["value"]) == pytest.approx(prior.value)  # type: ignore[attr-defined]
+    assert tracker.client.list_artifacts(logged.run_id) == []
+    with pytest.raises(AssertionError, match="no model to register"):
+        tracker.register("toy_baseline", logged, "card", {})
+
+
 def test_champion_version_is_none_before_any_alias(
     tracker: Tracker, logged_glm: LoggedModel
 ) -> None:
