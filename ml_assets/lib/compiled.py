@@ -76,9 +76,15 @@ def compile_booster(booster: Any, directory: Path | None = None) -> Compiled:
             partial.replace(model_file)
         cache_file = directory / f"{digest}-{_host()}.o"
         model = lleaves.Model(model_file=str(model_file))
-        cached = cache_file.exists()
-        model.compile(cache=str(cache_file))
-        return Compiled(model, "loaded from cache" if cached else "compiled", cache_file)
+        if cache_file.exists():
+            model.compile(cache=str(cache_file))
+            return Compiled(model, "loaded from cache", cache_file)
+        # Written under a name of this process, then moved into place: another process
+        # scoring with the same champion never loads a half-written object file.
+        partial = cache_file.with_suffix(f".{os.getpid()}.tmp")
+        model.compile(cache=str(partial))
+        partial.replace(cache_file)
+        return Compiled(model, "compiled", cache_file)
     except Exception as error:  # an objective lleaves lacks, an LLVM failure: stay correct
         return Compiled(None, f"lleaves could not compile the booster: {error!r}")
 
