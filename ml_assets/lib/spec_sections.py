@@ -62,7 +62,7 @@ class SplitConfig(Strict):
         "the validation rows or by cross-validation, the final model is fitted with them on "
         "train + validation rows (false: on train rows only); the selection scores stay "
         "those of fits that never saw the rows they score; unset: refit up to 200,000 train "
-        "+ validation rows, where a quarter more rows still moves the model, and not above, "
+        "+ validation rows, where a third more rows still moves the model, and not above, "
         "where it would cost a second whole fit for little",
     )
     cv_folds: int | None = Field(

@@ -240,8 +240,13 @@ def _text_failures(values: pl.Series, rows: int, where: str) -> list[Failure]:
     row counts (a string column of a million rows often has a few dozen), in the order they
     first appear, so shares and examples are those of the rows."""
     name = values.name
-    grouped = values.to_frame().group_by(name, maintain_order=True).len()
-    distinct, counts = grouped[name], grouped["len"]
+    grouped = (
+        values.alias("value")  # a column may itself be named like the count
+        .to_frame()
+        .group_by("value", maintain_order=True)
+        .agg(pl.len().alias("rows"))
+    )
+    distinct, counts = grouped["value"].alias(name), grouped["rows"]
     numbers = distinct.str.strip_chars().cast(pl.Float64, strict=False)
     numeric = int(counts.filter(numbers.is_not_null()).sum())
     if 0.5 <= numeric / max(values.len(), 1) < 1.0:

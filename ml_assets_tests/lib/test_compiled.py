@@ -5,6 +5,7 @@ fallback to the booster whenever the compiled model is missing or disagrees."""
 from __future__ import annotations
 
 import copy
+import os
 import pickle
 from pathlib import Path
 
@@ -17,7 +18,9 @@ from ml_assets.lib import compiled
 from ml_assets_tests.lib.conftest import Fitted
 
 
-def _booster(objective: str, seed: int = 0, rounds: int = 25) -> tuple[lgb.Booster, np.ndarray]:
+def _booster(
+    objective: str, seed: int = 0, rounds: int = 25, scale: float = 1.0
+) -> tuple[lgb.Booster, np.ndarray]:
     """A booster on four numeric columns (one with missing values) and a categorical one,
     and rows to predict that hold missing values and a category it never saw."""
     rng = np.random.default_rng(seed)
@@ -35,7 +38,7 @@ def _booster(objective: str, seed: int = 0, rounds: int = 25) -> tuple[lgb.Boost
         y = np.digitize(signal + rng.normal(size=n), [-0.5, 0.7]).astype(float)
         params["num_class"] = 3
     else:
-        y = signal + rng.normal(size=n)
+        y = scale * (signal + rng.normal(size=n))
     data = lgb.Dataset(x, y, categorical_feature=[4], free_raw_data=False)
     booster = lgb.train(params, data, rounds)
     rows = rng.normal(size=(5000, 5))
@@ -52,6 +55,31 @@ def test_compiled_predictions_are_the_boosters(objective: str, tmp_path: Path) -
     assert fast.model is not None, fast.reason
     np.testing.assert_allclose(fast.predict(rows), booster.predict(rows), rtol=0, atol=1e-12)
     assert compiled.agrees(fast, booster, rows) is None
+
+
+def test_many_trees_on_a_large_scale_agree_to_a_relative_bound(tmp_path: Path) -> None:
+    """Over 34 trees lleaves sums blocks of trees, so its last bits may differ from
+    LightGBM's tree-by-tree sum; on targets in the tens of millions that is more than any
+    absolute 1e-9, and the compiled model must still be accepted."""
+    booster, rows = _booster("regression", rounds=120, scale=3e7)
+    fast = compiled.compile_booster(booster, tmp_path)
+    assert fast.model is not None, fast.reason
+    ours, theirs = fast.predict(rows), booster.predict(rows)
+    assert np.abs(theirs).max() > 1e7
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12)
+    assert compiled.agrees(fast, booster, rows) is None
+
+
+def test_a_dead_compilers_leftover_is_never_loaded(tmp_path: Path) -> None:
+    booster, rows = _booster("binary")
+    first = compiled.compile_booster(booster, tmp_path)
+    assert first.cache_file is not None
+    first.cache_file.unlink()
+    leftover = first.cache_file.with_suffix(f".{os.getpid()}.tmp")
+    leftover.write_bytes(b"half an object file")
+    again = compiled.compile_booster(booster, tmp_path)
+    assert again.reason == "compiled"
+    np.testing.assert_array_equal(again.predict(rows), booster.predict(rows))
 
 
 def test_a_compiled_model_is_cached_per_model_and_machine(tmp_path: Path) -> None:

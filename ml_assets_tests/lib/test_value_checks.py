@@ -49,3 +49,13 @@ def test_nan_is_a_missing_value() -> None:
     all_nan = nan_as_null(pl.DataFrame({"z": [float("nan")] * 60, "y": list(range(60))}))
     failures = value_checks.feature_failures(all_nan, ["z"], {}, {}, 0.1, "s")
     assert [f.expectation for f in failures] == ["all_null"]
+
+
+def test_text_checks_count_rows_whatever_the_column_is_called() -> None:
+    """Text is judged on its distinct values with their row counts; a column named like
+    the count ('len', 'rows') is judged like any other."""
+    for name in ("len", "rows", "value"):
+        frame = pl.DataFrame({name: ["1", "2", "x", "3", "2", "y"] * 20})
+        (failure,) = value_checks.feature_failures(frame, [name], {}, {}, 0.1, "s")
+        assert failure.expectation == "mixed_types"
+        assert "mixes 80 numbers with 40 text values, e.g. ['x', 'y']" in failure.detail
