@@ -8,6 +8,7 @@ import polars as pl
 
 from ml_assets.defs.resources import ArtifactStore, MlflowResource
 from ml_assets.defs.shared import ALL_SPLITS, daily_partitions, key
+from ml_assets.lib import compiled as compiled_lib
 from ml_assets.lib import data as data_lib
 from ml_assets.lib import forecasters as fc_lib
 from ml_assets.lib import report as report_lib
@@ -56,7 +57,7 @@ def predictions_asset(spec: MLSpec) -> dg.AssetsDefinition:
             )
         predictor = ref.model.prepare_to_score(rows)
         out = task_for(spec).score(spec, ref.model, ref.version, rows)
-        if predictor.startswith("lightgbm Booster.predict ("):
+        if compiled_lib.fell_back(predictor):
             context.log.warning(f"'{spec.name}' scored without the compiled model: {predictor}")
         scores = out["score"].to_numpy()
         return dg.Output(

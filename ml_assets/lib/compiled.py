@@ -27,6 +27,7 @@ from ml_assets.lib.cores import available_threads
 COMPILE_MIN_ROWS = 200_000  # below this, compiling costs more than it saves
 CHECK_ROWS = 2_000  # rows predicted both ways before the compiled model is used
 TOLERANCE = 1e-9  # relative
+BOOSTER = "lightgbm Booster.predict"  # how a batch is scored without the compiled model
 
 
 def cache_dir() -> Path:
@@ -122,10 +123,15 @@ def for_batch(
     it), or None to use the booster; and how the batch will be scored, for the run's
     metadata."""
     if frame.height < COMPILE_MIN_ROWS:
-        return None, "lightgbm Booster.predict"
+        return None, BOOSTER
     compiled = compile_booster(booster)
     problem = compiled.reason if compiled.model is None else None
     problem = problem or agrees(compiled, booster, codes(frame.head(CHECK_ROWS)))
     if problem:
-        return None, f"lightgbm Booster.predict ({problem})"
+        return None, f"{BOOSTER} ({problem})"
     return compiled, f"lleaves, native code {compiled.reason}"
+
+
+def fell_back(how: str) -> bool:
+    """Whether ``how`` (from ``for_batch``) says a large batch lost its compiled model."""
+    return how.startswith(f"{BOOSTER} (")

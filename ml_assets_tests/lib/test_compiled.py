@@ -141,4 +141,5 @@ def test_scoring_falls_back_to_the_booster_with_the_reason(
     monkeypatch.setattr(compiled, "compile_booster", lambda booster: stranger)
     said = model.prepare_to_score(rows)
     assert said.startswith("lightgbm Booster.predict (the compiled model failed")
+    assert compiled.fell_back(said) and not compiled.fell_back(compiled.BOOSTER)
     assert model.compiled is None
