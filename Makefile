@@ -10,7 +10,8 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 export ML_ASSETS_HOME ?= $(CURDIR)
 
-.PHONY: install demo test lint ui screenshots bench bench-scale bench-grow bench-quality bench-imbalance clean
+.PHONY: install demo test lint ui screenshots bench bench-scale bench-grow bench-quality bench-imbalance \
+  services services-down test-services clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "ml_assets needs Python 3.11"'
@@ -49,8 +50,28 @@ demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 test: $(STAMP)
 	$(BIN)/pytest -n auto
 
+# The local service stack (deploy/services.py): PostgreSQL and Redis from Debian packages
+# (installed with apt-get when missing), an MLflow tracking server on PostgreSQL with artifacts
+# in S3, moto's S3 server; all on 127.0.0.1, files under .services/. `source .services/env.sh`
+# points the project's commands at them (deploy/README.md).
+SERVICES_STAMP := $(VENV)/.services-stamp
+$(SERVICES_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,services]' 2>&1 | { grep -v "is ignored" || true; }
+	touch $(SERVICES_STAMP)
+
+services: $(SERVICES_STAMP)
+	$(BIN)/python deploy/services.py up
+
+services-down:
+	$(PYTHON) deploy/services.py down
+
+# Integration tests against that stack (ml_assets_tests/services), one at a time: they share
+# its registry and buckets.
+test-services: $(SERVICES_STAMP)
+	set -a; source .services/env.sh; set +a; ML_ASSETS_TEST_SERVICES=1 $(BIN)/pytest ml_assets_tests/services
+
 lint: $(STAMP)
-	$(BIN)/ruff check ml_assets ml_assets_tests bench docs
+	$(BIN)/ruff check ml_assets ml_assets_tests bench docs deploy
 
 # Scoring throughput: the model wrapper and pyfunc on 200,000 rows, then one daily partition of
 # SCORE_ROWS rows scored through the champion alias by the real predictions asset: with churn's
@@ -98,4 +119,4 @@ screenshots: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python docs/screenshots.py
 
 clean:
-	rm -rf $(VENV) .dagster_home .bench mlflow.db mlartifacts data/*/
+	rm -rf $(VENV) .dagster_home .bench .services mlflow.db mlartifacts data/*/

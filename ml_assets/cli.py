@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from mlflow import MlflowClient
+from upath import UPath
 
 from ml_assets.defs.evaluation import REPORT_ARTIFACT
 from ml_assets.defs.resources import ArtifactStore, default_data_dir, default_tracking_uri
@@ -67,7 +68,7 @@ def spec_summary(spec: MLSpec, tracker: Tracker) -> list[str]:
         f"  registry: {f'models:/{spec.name}@{CHAMPION_ALIAS}' if champion else 'no champion'}; "
         f"data {tags.get(names.DATA_FINGERPRINT_TAG)}, code {tags.get(names.CODE_VERSION_TAG)}",
     ]
-    forecast = Path(default_data_dir()) / spec.name / "forecast.parquet"
+    forecast = UPath(default_data_dir()) / spec.name / "forecast.parquet"
     if spec.task == "forecasting" and forecast.exists():
         lines.append(f"  next {spec.forecast.horizon if spec.forecast else ''} periods: {forecast}")
     return lines
@@ -77,13 +78,13 @@ def _mlflow_ui() -> str:
     return os.environ.get("ML_ASSETS_MLFLOW_UI", "http://127.0.0.1:5000")
 
 
-def _incoming_dir(spec_name: str) -> Path:
+def _incoming_dir(spec_name: str) -> UPath:
     specs = {s.name: s for s in load_all_specs(os.environ.get("ML_ASSETS_SPECS")).specs}
     spec = specs.get(spec_name)
     if spec is None or spec.monitoring is None:
         raise SystemExit(f"spec '{spec_name}' does not exist or has no 'monitoring' section")
     store = ArtifactStore(base_dir=default_data_dir())
-    return Path(store.incoming_dir(spec.name, spec.monitoring.incoming))
+    return store.incoming_dir(spec.name, spec.monitoring.incoming)
 
 
 DEMO_DAYS = 30  # make demo: 14 days to train on, then 16 arriving one by one
@@ -102,7 +103,7 @@ def _stream(args: argparse.Namespace, start: dt.date) -> ChurnStream:
     )
 
 
-def _existing_start(incoming: Path) -> dt.date:
+def _existing_start(incoming: UPath) -> dt.date:
     files = day_files(incoming)
     if not files:
         raise SystemExit(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from ml_assets.defs import executors
 from ml_assets.defs.broken import broken_spec_defs
 from ml_assets.defs.factory import build_spec_defs, training_selection
 from ml_assets.defs.resources import (
@@ -32,11 +33,12 @@ def build_definitions(extra_spec_dir: str | None = None) -> dg.Definitions:
         "train_all",
         selection=selection,
         description="Every spec, end to end",
-        config={"execution": {"config": {"in_process": {}}}},
+        config=executors.job_config(),
     )
     data_dir = default_data_dir()
     shared = dg.Definitions(
         jobs=[train_all],
+        executor=executors.deploy_executor(),
         resources={
             "io_manager": PolarsParquetIOManager(base_dir=data_dir),
             "artifacts": ArtifactStore(base_dir=data_dir),

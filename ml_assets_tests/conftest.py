@@ -8,6 +8,11 @@ from pathlib import Path
 
 import pytest
 
+# Tests against the service stack run only under `make test-services` (after `make services`),
+# one at a time: they share its registry and buckets.
+SERVICES_FLAG = "ML_ASSETS_TEST_SERVICES"
+collect_ignore = [] if os.environ.get(SERVICES_FLAG) == "1" else ["services"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """With as many xdist workers as cores, pin each worker (and the processes it starts) to

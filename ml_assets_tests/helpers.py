@@ -6,9 +6,13 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import dagster as dg
+import pytest
 from mlflow import MlflowClient
 
 VENV_BIN = Path(sys.executable).parent
@@ -92,3 +96,33 @@ def stop_process_group(process: subprocess.Popen[bytes], sig: int, timeout: floa
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+T = TypeVar("T")
+DAEMON_DEADLINE_S = 300
+
+
+def wait_for(
+    what: str,
+    daemon: subprocess.Popen[bytes],
+    log: Path,
+    found: Callable[[], T | None],
+    deadline_s: float = DAEMON_DEADLINE_S,
+) -> T:
+    """Poll ``found()`` until it returns something, while the daemon is alive."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if (value := found()) is not None:
+            return value
+        if daemon.poll() is not None:
+            pytest.fail(f"dagster-daemon exited ({daemon.returncode}):\n{log.read_text()[-3000:]}")
+        time.sleep(2)
+    pytest.fail(f"after {deadline_s} s, still waiting for {what}:\n{log.read_text()[-3000:]}")
+
+
+def sensor_ticks(instance: dg.DagsterInstance, name: str) -> list[Any]:
+    """The newest ticks (up to 20) of the sensor or schedule ``name``."""
+    for state in instance.all_instigator_state():
+        if state.instigator_name == name:
+            return list(instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=20))
+    return []

@@ -6,40 +6,24 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import dagster as dg
-import pytest
 
 from ml_assets import cli
 from ml_assets.definitions import build_definitions
 from ml_assets.defs.simulation import simulate
 from ml_assets.lib.churn import ChurnStream
-from ml_assets_tests.helpers import run_job, start_daemon, stop_process_group
+from ml_assets_tests.helpers import (
+    run_job,
+    sensor_ticks,
+    start_daemon,
+    stop_process_group,
+    wait_for,
+)
 
 STREAM = ["--customers", "400", "--drift-day", "-1"]
-DEADLINE_S = 300
-
-
-def _wait(what: str, daemon: subprocess.Popen, log: Path, found):  # noqa: ANN001, ANN202
-    """Poll ``found()`` until it returns something, while the daemon is alive."""
-    end = time.monotonic() + DEADLINE_S
-    while time.monotonic() < end:
-        if (value := found()) is not None:
-            return value
-        if daemon.poll() is not None:
-            pytest.fail(f"dagster-daemon exited ({daemon.returncode}):\n{log.read_text()[-3000:]}")
-        time.sleep(2)
-    pytest.fail(f"after {DEADLINE_S} s, still waiting for {what}:\n{log.read_text()[-3000:]}")
-
-
-def _ticks(instance: dg.DagsterInstance, name: str) -> list:  # noqa: ANN401
-    for state in instance.all_instigator_state():
-        if state.instigator_name == name:
-            return list(instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=20))
-    return []
 
 
 def test_the_daemon_takes_over_and_scores_the_next_days_file(home: Path) -> None:
@@ -62,14 +46,14 @@ def test_the_daemon_takes_over_and_scores_the_next_days_file(home: Path) -> None
         daemon = start_daemon(os.environ.copy(), log)
         try:
             # The daemon's first look at the demo's instance: nothing to score, nothing to train.
-            arrival = _wait(
+            arrival = wait_for(
                 "the arrival sensor's first tick",
                 daemon,
                 log,
                 lambda: (
                     [
                         t
-                        for t in _ticks(instance, "score_churn_on_arrival")
+                        for t in sensor_ticks(instance, "score_churn_on_arrival")
                         if t.status.value != "STARTED"
                     ]
                     or None
@@ -90,7 +74,7 @@ def test_the_daemon_takes_over_and_scores_the_next_days_file(home: Path) -> None
                 done = [r for r in records if r.dagster_run.is_finished]
                 return done[0] if done else None
 
-            record = _wait(f"score_churn for {today}", daemon, log, scored)
+            record = wait_for(f"score_churn for {today}", daemon, log, scored)
             assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS, record.dagster_run
             assert record.dagster_run.tags["dagster/sensor_name"] == "score_churn_on_arrival"
             assert instance.get_latest_materialization_event(
@@ -99,14 +83,14 @@ def test_the_daemon_takes_over_and_scores_the_next_days_file(home: Path) -> None
 
             # The drift sensor reads that report on its next tick (no drift in this stream).
             finished = record.end_time or time.time()
-            tick = _wait(
+            tick = wait_for(
                 "a drift sensor tick after the scoring run",
                 daemon,
                 log,
                 lambda: next(
                     (
                         t
-                        for t in _ticks(instance, "retrain_churn_on_drift")
+                        for t in sensor_ticks(instance, "retrain_churn_on_drift")
                         # a tick is recorded STARTED when its evaluation begins
                         if t.timestamp > finished and t.status.value != "STARTED"
                     ),

@@ -7,6 +7,7 @@ Keys are ``<spec>/<stage>``; the test split reaches only ``evaluation_report``.
 
 import dagster as dg
 
+from ml_assets.defs import executors
 from ml_assets.defs.data import data_assets
 from ml_assets.defs.evaluation import evaluation_asset
 from ml_assets.defs.monitoring import monitoring_defs, scoring_keys
@@ -35,7 +36,7 @@ def build_spec_defs(spec: MLSpec) -> dg.Definitions:
         names.train_job(spec.name),
         selection=training_selection(spec),
         description=f"Validate, split, train, evaluate and gate the '{spec.name}' spec",
-        config={"execution": {"config": {"in_process": {}}}},
+        config=executors.job_config(),
         tags={names.SPEC_TAG: spec.name},
     )
     training = dg.Definitions(assets=assets, asset_checks=checks, jobs=[train_job])

@@ -9,6 +9,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+from ml_assets.defs import executors
 from ml_assets.defs.resources import ArtifactStore, MlflowResource, write_text_atomic
 from ml_assets.defs.scoring import predictions_asset
 from ml_assets.defs.shared import daily_partitions, key, monitoring_start
@@ -37,6 +38,7 @@ def monitoring_defs(spec: MLSpec, train_job: Any) -> dg.Definitions:
         names.score_job(spec.name),
         selection=dg.AssetSelection.assets(*scoring_keys(spec)),
         description=f"Score and monitor one day of incoming '{spec.name}' rows",
+        config=executors.job_config(),
     )
     weekly = dg.ScheduleDefinition(
         name=names.weekly_retrain_schedule(spec.name),

@@ -13,6 +13,7 @@ from ml_assets.lib.names import (
     DATA_FINGERPRINT_TAG,
     GATE_REASONS_TAG,
     PROMOTED_TAG,
+    promotion_pool,
 )
 from ml_assets.lib.spec import MLSpec
 from ml_assets.lib.tracking import Tracker
@@ -23,6 +24,7 @@ def champion_asset(spec: MLSpec) -> dg.AssetsDefinition:
         key=key(spec, "champion_model"),
         group_name=spec.name,
         kinds={"mlflow"},
+        pool=promotion_pool(spec.name),
         ins={"evaluation_report": dg.AssetIn(key(spec, "evaluation_report"))},
         check_specs=[dg.AssetCheckSpec("promotion_gate", asset=key(spec, "champion_model"))],
         description=f"Registers the candidate as model '{spec.name}' and moves the 'champion' "
@@ -35,7 +37,8 @@ def champion_asset(spec: MLSpec) -> dg.AssetsDefinition:
     ) -> Any:
         tracker = mlflow.tracker()
         # Everything that reads the champion, compares and moves the alias happens under the
-        # lock; the results are handed to Dagster after it is released.
+        # lock; the results are handed to Dagster after it is released. Across machines, the
+        # instance's one-slot pool for this step serializes promotions (deploy/README.md).
         with tracker.promotion_lock(spec.name):
             results = list(_promote(spec, context, evaluation_report, tracker))
         yield from results
@@ -83,14 +86,17 @@ def _promote(
         context.log.info(f"'{spec.name}' v{version} is now champion")
     else:
         context.log.error(f"'{spec.name}' v{version} NOT promoted: " + "; ".join(reasons))
+    said = "; ".join(reasons) or "all criteria passed"
+    # The registry tells why, on the version itself, not only on its training run.
     tracker.client.set_model_version_tag(spec.name, version, PROMOTED_TAG, str(promoted))
+    tracker.client.set_model_version_tag(spec.name, version, GATE_REASONS_TAG, said)
     tracker.log_evaluation(
         selected.logged.run_id,
         {},
         {
             PROMOTED_TAG: str(promoted),
             "registered_version": version,
-            GATE_REASONS_TAG: "; ".join(reasons) or "all criteria passed",
+            GATE_REASONS_TAG: said,
         },
         {},
     )

@@ -12,7 +12,7 @@ import polars as pl
 from upath import UPath
 
 import ml_assets
-from ml_assets.lib.data import SPLIT, write_text_atomic  # noqa: F401 (defs use it here)
+from ml_assets.lib.data import SPLIT, write_atomic, write_text_atomic  # noqa: F401 (defs use it)
 from ml_assets.lib.tracking import Tracker
 
 SPLITS_METADATA_KEY = "splits"
@@ -36,11 +36,20 @@ def default_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{project_home() / 'mlflow.db'}")
 
 
+# Tracking URIs of a server, which decides where artifacts go (e.g. its --artifacts-destination).
+TRACKING_SERVER_SCHEMES = ("http://", "https://", "databricks")
+
+
 def default_artifact_root() -> str | None:
-    """Local artifacts beside the local SQLite store; a tracking server decides its own."""
-    if "MLFLOW_TRACKING_URI" in os.environ and not default_tracking_uri().startswith("sqlite"):
+    """Where new experiments keep their artifacts: ML_ASSETS_MLFLOW_ARTIFACTS (any URI MLflow
+    writes to, e.g. s3://...) if set; else the tracking server's own choice; else, with a
+    database store (SQLite, PostgreSQL, ...), <project>/mlartifacts, never MLflow's ./mlruns
+    relative to whatever directory a process started in."""
+    if explicit := os.environ.get("ML_ASSETS_MLFLOW_ARTIFACTS"):
+        return explicit
+    if default_tracking_uri().startswith(TRACKING_SERVER_SCHEMES):
         return None
-    return os.environ.get("ML_ASSETS_MLFLOW_ARTIFACTS", (project_home() / "mlartifacts").as_uri())
+    return (project_home() / "mlartifacts").as_uri()
 
 
 class MlflowResource(dg.ConfigurableResource):
@@ -99,14 +108,10 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
         is_frame = isinstance(obj, pl.DataFrame)
         partition = context.partition_key if context.has_partition_key else None
         path = self._path(context.asset_key, ".parquet" if is_frame else ".pkl", partition)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("wb") as fh:
-            if is_frame:
-                obj.write_parquet(fh)
-            else:
-                pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        tmp.rename(path)  # a failed write never replaces the last good file
+        if is_frame:
+            write_atomic(path, obj.write_parquet)
+        else:
+            write_atomic(path, lambda fh: pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL))
         meta: dict[str, Any] = {"path": dg.MetadataValue.path(str(path))}
         if is_frame:
             meta |= {"rows": obj.height, "columns": obj.width}

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from ml_assets.lib.data import write_atomic
+
 PLANS = ("basic", "standard", "premium")
 REGIONS = ("north", "south", "east", "west")
 
@@ -76,12 +78,12 @@ class ChurnStream:
         return _with_missing(frame, rng)
 
     def write(self, directory: Path, days: range) -> list[Path]:
-        """One parquet file per day, ``<directory>/<YYYY-MM-DD>.parquet``."""
-        directory.mkdir(parents=True, exist_ok=True)
+        """One parquet file per day, ``<directory>/<YYYY-MM-DD>.parquet`` (``directory``: a
+        local path or a UPath), each appearing whole: a sensor never reads half a day."""
         paths = []
         for index in days:
             path = directory / f"{self.day(index).isoformat()}.parquet"
-            self.generate(index).write_parquet(path)
+            write_atomic(path, self.generate(index).write_parquet)
             paths.append(path)
         return paths
 

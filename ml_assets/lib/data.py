@@ -7,9 +7,11 @@ import hashlib
 import importlib
 import os
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import polars as pl
@@ -48,13 +50,24 @@ def load_raw(spec: MLSpec) -> pl.DataFrame:
     return frame
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` (a local path or UPath) whole or not at all: a temporary
-    file, one per writer, renamed into place."""
+def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """``write(file)`` to ``path`` (a local path or a UPath: s3://, gs://, ...) whole or not at
+    all: into a temporary file, one per writing process, renamed into place. A failed write
+    never replaces the last good file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
+    try:
+        with tmp.open("wb") as fh:
+            write(fh)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.rename(path)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    data = text.encode()
+    write_atomic(path, lambda fh: fh.write(data))
 
 
 def _refuse_duplicated_headers(spec: MLSpec, path: Path, columns: list[str]) -> None:
@@ -75,11 +88,16 @@ def _read_file(spec: MLSpec, path: Path) -> pl.DataFrame:
     if not path.exists():
         raise DataError(f"spec '{spec.name}': source file {path} does not exist")
     try:
+        if getattr(path, "protocol", "") not in ("", "file", "local"):  # s3://, gs://, ...
+            with path.open("rb") as fh:
+                data: Path | bytes = fh.read()
+        else:
+            data = path
         if path.suffix.lower() == ".csv":
-            frame = pl.read_csv(path, infer_schema_length=10_000, try_parse_dates=True)
+            frame = pl.read_csv(data, infer_schema_length=10_000, try_parse_dates=True)
             _refuse_duplicated_headers(spec, path, frame.columns)
             return frame
-        return pl.read_parquet(path)
+        return pl.read_parquet(data)
     except pl.exceptions.NoDataError:
         return pl.DataFrame()
     except (pl.exceptions.PolarsError, OSError) as exc:

@@ -27,6 +27,11 @@ SPEC_DIGEST_TAG = "spec_digest"
 SEEN_UNTIL_TAG = "data_until"  # the latest time among a model's training rows
 
 
+def promotion_pool(spec: str) -> str:
+    """The Dagster concurrency pool of a spec's promotion step (one slot: deploy/*/dagster.yaml)."""
+    return f"ml_assets_promotion_{spec}"
+
+
 def train_job(spec: str) -> str:
     return f"train_{spec}"
 

@@ -134,8 +134,14 @@ class MLSpec(Strict):
 
     @property
     def source_file(self) -> Path | None:
+        """The source file: a local path (relative to the spec file) or, for a URL such as
+        ``s3://bucket/rows.parquet``, a UPath on that filesystem (fsspec)."""
         if self.source.path is None:
             return None
+        if "://" in self.source.path:
+            from upath import UPath
+
+            return UPath(self.source.path)
         path = Path(self.source.path).expanduser()
         return path if path.is_absolute() else (self.spec_path.parent / path).resolve()
 

@@ -151,9 +151,15 @@ class Tracker:
             location = f"{self.artifact_root.rstrip('/')}/{name}" if self.artifact_root else None
             # The MLflow UI opens an experiment of this kind in its model-training view (runs,
             # metrics, models), not the GenAI view of traces and prompts.
-            return client.create_experiment(
-                name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: MODEL_DEVELOPMENT}
-            )
+            try:
+                return client.create_experiment(
+                    name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: MODEL_DEVELOPMENT}
+                )
+            except MlflowException as exc:
+                # On a tracking server another process may create it between the two calls.
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+                return client.get_experiment_by_name(name).experiment_id
 
     def log_model(
         self,
@@ -257,8 +263,9 @@ class Tracker:
 
     def promotion_lock(self, name: str) -> contextlib.AbstractContextManager[object]:
         """Held while a promotion reads the champion, compares and moves the alias, so two
-        processes promoting ``name`` at once take turns (a file lock beside a local SQLite
-        store; with a tracking server, the run queue's per-spec limit serializes them)."""
+        processes promoting ``name`` at once take turns: a file lock beside a local SQLite
+        store. With a tracking server the processes may be on different machines: there the
+        Dagster instance's one-slot pool for the promotion step serializes them."""
         if self.tracking_uri.startswith("sqlite:///"):
             db = self.tracking_uri.removeprefix("sqlite:///")
             return FileLock(f"{db}.{name}.promotion.lock")

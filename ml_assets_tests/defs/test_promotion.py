@@ -59,6 +59,7 @@ def test_noise_candidate_fails_the_gate_and_gets_no_alias(home: Path, tmp_path: 
     version = client.get_model_version("noise", "1")
     assert version.aliases == []
     assert version.tags["promoted"] == "False"
+    assert "beats_baseline" in version.tags["gate_reasons"]  # why, on the version itself
     lines = spec_summary(load_spec(tmp_path / "noise.yaml"), Tracker(client.tracking_uri))
     assert "NOT PROMOTED" in lines[0] and "there is no champion" in lines[0]
 

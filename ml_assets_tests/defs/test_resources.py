@@ -86,13 +86,46 @@ def test_schema_only_input_reads_columns_and_types_without_rows(tmp_path: Path) 
 def test_text_files_are_replaced_whole_or_not_at_all(tmp_path: Path) -> None:
     from upath import UPath
 
-    from ml_assets.defs.resources import write_text_atomic
+    from ml_assets.defs.resources import write_atomic, write_text_atomic
 
     path = UPath(tmp_path) / "reports" / "report.html"
     write_text_atomic(path, "<p>good</p>")
-    with pytest.raises(TypeError):
-        write_text_atomic(path, None)  # type: ignore[arg-type]  # a write that fails midway
+
+    def fails_midway(fh) -> None:  # noqa: ANN001
+        fh.write(b"<p>half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(path, fails_midway)
     assert path.read_text() == "<p>good</p>"
     write_text_atomic(path, "<p>newer</p>")
     assert path.read_text() == "<p>newer</p>"
     assert [p.name for p in (tmp_path / "reports").iterdir()] == ["report.html"]
+
+
+@pytest.mark.parametrize(
+    ("tracking", "explicit", "expected"),
+    [
+        ("sqlite:///{home}/mlflow.db", None, "file://{home}/mlartifacts"),
+        ("postgresql+psycopg2://u@db:5432/mlflow", None, "file://{home}/mlartifacts"),
+        ("http://127.0.0.1:15000", None, None),
+        ("https://mlflow.internal", "s3://team/mlflow", "s3://team/mlflow"),
+    ],
+)
+def test_artifacts_go_where_the_store_says_never_to_the_working_directory(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tracking: str,
+    explicit: str | None,
+    expected: str | None,
+) -> None:
+    from ml_assets.defs.resources import default_artifact_root
+
+    monkeypatch.setenv("ML_ASSETS_HOME", str(tmp_path))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking.format(home=tmp_path))
+    if explicit:
+        monkeypatch.setenv("ML_ASSETS_MLFLOW_ARTIFACTS", explicit)
+    else:
+        monkeypatch.delenv("ML_ASSETS_MLFLOW_ARTIFACTS", raising=False)
+    want = expected.format(home=tmp_path.resolve()) if expected else None
+    assert default_artifact_root() == want

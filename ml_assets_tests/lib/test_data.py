@@ -23,7 +23,7 @@ from ml_assets.lib.data import (
     positive_class,
     required_source_columns,
 )
-from ml_assets.lib.spec import MLSpec, load_spec
+from ml_assets.lib.spec import MLSpec, SpecError, load_spec
 
 
 def _spec_at(write_spec, csv_name: str, **extra) -> MLSpec:
@@ -319,3 +319,33 @@ def test_recent_days_accepts_an_all_null_day_and_names_unreadable_or_empty_files
     )
     with pytest.raises(DataError, match=r"2025-12-30..2026-01-01 in .* hold no rows"):
         load_recent_days(_monitored_spec(3), empty, None)
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_a_source_url_is_read_through_its_filesystem(write_spec, suffix: str) -> None:
+    """source.path may be an fsspec URL (s3://, gs://, ...): here fsspec's memory filesystem."""
+    from upath import UPath
+
+    url = f"memory://team-bucket/raw/rows_{suffix}.{suffix}"
+    frame = pl.DataFrame({"x": [1.0, 2.0, 3.0], "y": [0, 1, 0]})
+    with UPath(url).open("wb") as fh:
+        frame.write_csv(fh) if suffix == "csv" else frame.write_parquet(fh)
+    spec = load_spec(
+        write_spec(
+            {"name": "toy", "task": "classification", "source": {"path": url}, "target": "y"}
+        )
+    )
+    assert str(spec.source_file) == url
+    assert load_raw(spec).equals(frame)
+    missing = url.replace("rows_", "gone_")
+    with pytest.raises(SpecError, match="does not exist"):
+        load_spec(
+            write_spec(
+                {
+                    "name": "toy",
+                    "task": "classification",
+                    "source": {"path": missing},
+                    "target": "y",
+                }
+            )
+        )
