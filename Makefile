@@ -26,7 +26,8 @@ install: $(STAMP)
 # The instance (deploy/local/dagster.yaml: run monitoring, one training run per spec at a
 # time), its storage created here, once, before any run (two runs starting together on a
 # fresh instance would both try to create it).
-$(DAGSTER_HOME)/dagster.yaml: deploy/local/dagster.yaml | $(STAMP)
+# Made only when missing: a DAGSTER_HOME of the services (.services/env.sh) keeps its own.
+$(DAGSTER_HOME)/dagster.yaml: | deploy/local/dagster.yaml $(STAMP)
 	mkdir -p $(DAGSTER_HOME)
 	cp deploy/local/dagster.yaml $@.tmp
 	mv $@.tmp $@
@@ -107,8 +108,10 @@ bench-quality: $(STAMP)
 MLFLOW_UI := MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui \
   --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000 --workers 1
 DAGSTER_UI := $(BIN)/dagster dev -m ml_assets.definitions -h 127.0.0.1 -p 3000
+# With an MLflow server (MLFLOW_TRACKING_URI=http://...), that server is the MLflow UI.
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
-	$(MLFLOW_UI) & mlflow_pid=$$!; trap "kill $$mlflow_pid" EXIT INT TERM; $(DAGSTER_UI)
+	if [[ "$(MLFLOW_TRACKING_URI)" == http* ]]; then $(DAGSTER_UI); else \
+	  $(MLFLOW_UI) & mlflow_pid=$$!; trap "kill $$mlflow_pid" EXIT INT TERM; $(DAGSTER_UI); fi
 
 # PNGs of both UIs after `make demo`, under docs/screenshots/ (shown in the README): Debian's
 # Chromium driven headless by Playwright (docs/screenshots.py), against the UIs `make ui` runs,
@@ -118,5 +121,5 @@ screenshots: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -c 'import playwright' 2> /dev/null || $(BIN)/pip install --quiet -e '.[screenshots]'
 	$(BIN)/python docs/screenshots.py
 
-clean:
+clean: services-down
 	rm -rf $(VENV) .dagster_home .bench .services mlflow.db mlartifacts data/*/

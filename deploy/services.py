@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -70,13 +71,13 @@ def _answers(port: int) -> bool:
         return sock.connect_ex((HOST, port)) == 0
 
 
-def _wait(what: str, ready, log: Path, name: str | None = None) -> None:  # noqa: ANN001
-    """Until ``ready()``; fails at once when the process started as ``name`` has exited."""
+def _wait(what: str, ready, log: Path, proc: subprocess.Popen | None = None) -> None:  # noqa: ANN001
+    """Until ``ready()``; fails at once when ``proc``, just started, has exited."""
     end = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < end:
         if ready():
             return
-        if name is not None and _pid_alive(name) is None:
+        if proc is not None and proc.poll() is not None:
             break
         time.sleep(0.5)
     tail = log.read_text()[-3000:] if log.exists() else "(no log)"
@@ -87,18 +88,36 @@ def _pid_alive(name: str) -> int | None:
     pid_file = STATE / f"{name}.pid"
     if not pid_file.exists():
         return None
-    pid = int(pid_file.read_text())
+    pid_text, _, program = pid_file.read_text().partition("\n")
+    pid = int(pid_text)
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except OSError:
-        state = "gone"
-    if state in ("gone", "Z", "X"):  # exited (a zombie has exited too)
+        state, cmdline = "gone", ""
+    # exited (a zombie has exited too), or the pid now belongs to another program
+    if state in ("gone", "Z", "X") or (program and program not in cmdline):
         pid_file.unlink()
         return None
     return pid
 
 
-def _start(name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+def _ensure(
+    name: str, port: int, argv: list[str], env: dict[str, str] | None = None
+) -> subprocess.Popen | None:
+    """Start ``name`` unless the process we started earlier is still alive; a port answered by
+    anything else is an error (it would be adopted without being ours to stop)."""
+    if _pid_alive(name) is not None:
+        return None
+    if _answers(port):
+        raise SystemExit(
+            f"services: port {port} ({name}) is in use by a process these services did not "
+            f"start; stop it, or choose another port (ML_ASSETS_*_PORT, see {__file__})"
+        )
+    return _start(name, argv, env)
+
+
+def _start(name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
     """A server in a session of its own, its pid kept for `down`."""
     log = STATE / f"{name}.log"
     with log.open("ab") as out:
@@ -111,7 +130,8 @@ def _start(name: str, argv: list[str], env: dict[str, str] | None = None) -> Non
             start_new_session=True,
             cwd=STATE,
         )
-    (STATE / f"{name}.pid").write_text(str(proc.pid))
+    (STATE / f"{name}.pid").write_text(f"{proc.pid}\n{Path(argv[0]).name}")
+    return proc
 
 
 def _install_debian_packages() -> None:
@@ -144,47 +164,87 @@ def _as_postgres(argv: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
 
 
+def _run(
+    what: str, argv: list[str], log: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """``argv``, failing with its own output (and the tail of ``log``) when it fails."""
+    done = subprocess.run(argv, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        tail = log.read_text()[-2000:] if log is not None and log.exists() else ""
+        raise SystemExit(
+            f"services: {what} failed ({done.returncode}): {' '.join(argv)}\n"
+            f"{done.stdout}{done.stderr}{tail}"
+        )
+    return done
+
+
+PG_HOME = STATE / "postgres"  # owned by the server's user: its data directory and its log
+PG_DATA = PG_HOME / "data"
+PG_LOG = PG_HOME / "postgres.log"
+
+
 def _postgres() -> None:
-    data = STATE / "postgres"
-    log = STATE / "postgres.log"
-    if not (data / "PG_VERSION").exists():
-        data.mkdir(parents=True, exist_ok=True)
+    if not (PG_DATA / "PG_VERSION").exists():
+        PG_HOME.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
-            shutil.chown(data, "postgres", "postgres")
-            shutil.chown(STATE, "postgres", "postgres")
-        initdb = [_pg_bin("initdb"), "-D", str(data), "-U", PG_USER, "--auth=trust"]
-        subprocess.run(_as_postgres([*initdb, "-E", "UTF8"]), check=True, capture_output=True)
-    if not _answers(PG_PORT):
-        options = f"-p {PG_PORT} -c listen_addresses={HOST} -k {data}"
-        start = [_pg_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "start"]
-        subprocess.run(_as_postgres(start), check=True, capture_output=True)
-    _wait("PostgreSQL", lambda: _answers(PG_PORT), log)
+            shutil.chown(PG_HOME, "postgres", "postgres")  # only its own directory
+            _run(
+                "checking that the 'postgres' user can reach the checkout",
+                _as_postgres(["test", "-w", str(PG_HOME)]),
+            )
+        initdb = [_pg_bin("initdb"), "-D", str(PG_DATA), "-U", PG_USER, "--auth=trust"]
+        _run("initdb", _as_postgres([*initdb, "-E", "UTF8"]))
+    if not _pg_running():
+        # TCP on 127.0.0.1 only, no Unix socket (its path would depend on the checkout's).
+        options = f"-p {PG_PORT} -c listen_addresses={HOST} -c unix_socket_directories=''"
+        if _answers(PG_PORT):
+            raise SystemExit(f"services: port {PG_PORT} (PostgreSQL) is in use by another server")
+        pg_ctl = [_pg_bin("pg_ctl"), "-D", str(PG_DATA), "-l", str(PG_LOG), "-o", options]
+        _run("starting PostgreSQL", _as_postgres([*pg_ctl, "-w", "start"]), PG_LOG)
+    _wait("PostgreSQL", lambda: _answers(PG_PORT), PG_LOG)
     psql = [_pg_bin("psql"), "-h", HOST, "-p", str(PG_PORT), "-U", PG_USER, "-d", "postgres"]
-    listed = subprocess.run(
-        [*psql, "-tAc", "SELECT datname FROM pg_database"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.split()
+    listed = _run("listing databases", [*psql, "-tAc", "SELECT datname FROM pg_database"])
     for db in DATABASES:
-        if db not in listed:
-            subprocess.run([*psql, "-qc", f"CREATE DATABASE {db}"], check=True)
+        if db not in listed.stdout.split():
+            _run(f"creating database {db}", [*psql, "-qc", f"CREATE DATABASE {db}"])
     _log(f"PostgreSQL on {HOST}:{PG_PORT} (databases {', '.join(DATABASES)})")
 
 
+def _pg_running() -> bool:
+    """pg_ctl status: 0 running, 3 not running (a stale postmaster.pid included)."""
+    if not (PG_DATA / "PG_VERSION").exists():
+        return False
+    status = [_pg_bin("pg_ctl"), "-D", str(PG_DATA), "status"]
+    return subprocess.run(_as_postgres(status), capture_output=True).returncode == 0
+
+
+def _reset_databases() -> None:
+    """The object store keeps its buckets in memory: when it starts empty, the databases'
+    records of runs, models and materializations point at files that are gone. Both start
+    over, so that nothing refers to a missing artifact."""
+    psql = [_pg_bin("psql"), "-h", HOST, "-p", str(PG_PORT), "-U", PG_USER, "-d", "postgres"]
+    for db in DATABASES:
+        _run(
+            f"resetting database {db}", [*psql, "-qc", f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"]
+        )
+        _run(f"creating database {db}", [*psql, "-qc", f"CREATE DATABASE {db}"])
+    _log(f"the object store started empty: databases {', '.join(DATABASES)} reset to match")
+
+
 def _redis() -> None:
-    if not _answers(REDIS_PORT):
-        (STATE / "redis").mkdir(exist_ok=True)
-        argv = ["redis-server", "--bind", HOST, "--port", str(REDIS_PORT), "--save", ""]
-        _start("redis", [*argv, "--appendonly", "no", "--dir", str(STATE / "redis")])
-    _wait("Redis", lambda: _answers(REDIS_PORT), STATE / "redis.log", "redis")
+    (STATE / "redis").mkdir(exist_ok=True)
+    argv = ["redis-server", "--bind", HOST, "--port", str(REDIS_PORT), "--save", ""]
+    proc = _ensure(
+        "redis", REDIS_PORT, [*argv, "--appendonly", "no", "--dir", str(STATE / "redis")]
+    )
+    _wait("Redis", lambda: _answers(REDIS_PORT), STATE / "redis.log", proc)
     _log(f"Redis on {HOST}:{REDIS_PORT}")
 
 
-def _object_store() -> None:
-    if not _answers(S3_PORT):
-        _start("s3", [str(BIN / "moto_server"), "-H", HOST, "-p", str(S3_PORT)])
-    _wait("the S3 server", lambda: _answers(S3_PORT), STATE / "s3.log", "s3")
+def _object_store() -> bool:
+    """The S3 server and its buckets; True when it had none (a fresh, empty store)."""
+    proc = _ensure("s3", S3_PORT, [str(BIN / "moto_server"), "-H", HOST, "-p", str(S3_PORT)])
+    _wait("the S3 server", lambda: _answers(S3_PORT), STATE / "s3.log", proc)
     import boto3  # from the project's venv ([services] extra)
 
     s3 = boto3.client(
@@ -199,6 +259,7 @@ def _object_store() -> None:
         if bucket not in have:
             s3.create_bucket(Bucket=bucket)
     _log(f"S3 (moto) on {HOST}:{S3_PORT} (buckets {DATA_BUCKET}, {MLFLOW_BUCKET})")
+    return not have
 
 
 def mlflow_server_command() -> list[str]:
@@ -229,28 +290,37 @@ def _mlflow_health() -> bool:
 
 
 def _mlflow() -> None:
-    if not _mlflow_health():
-        env = {k: v for k, v in environment().items() if k.startswith(("AWS_", "MLFLOW_S3"))}
-        # The GenAI job runner (huey consumers) is not used by model training.
-        env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
-        env["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"  # uvicorn is looked up
-        _start("mlflow", mlflow_server_command(), env)
-    _wait("the MLflow server", _mlflow_health, STATE / "mlflow.log", "mlflow")
+    env = {k: v for k, v in environment().items() if k.startswith(("AWS_", "MLFLOW_S3"))}
+    # The GenAI job runner (huey consumers) is not used by model training.
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    env["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"  # uvicorn is looked up
+    proc = _ensure("mlflow", MLFLOW_PORT, mlflow_server_command(), env)
+    _wait("the MLflow server", _mlflow_health, STATE / "mlflow.log", proc)
     _log(f"MLflow server on http://{HOST}:{MLFLOW_PORT} (store PostgreSQL, artifacts S3)")
+
+
+def create_dagster_storage(env: dict[str, str]) -> None:
+    """The instance's tables, made once before any run: processes starting together on an
+    empty database would race to create them."""
+    code = "import dagster; dagster.DagsterInstance.get().get_runs(limit=1)"
+    _run("creating the Dagster instance's tables", [str(BIN / "python"), "-c", code], None, env)
 
 
 def _dagster_home() -> None:
     home = Path(environment()["DAGSTER_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(ROOT / "deploy" / "team" / "dagster.yaml", home / "dagster.yaml")
+    create_dagster_storage({**os.environ, **environment()})
+
+
+def env_lines() -> list[str]:
+    return [f"export {k}={shlex.quote(v)}" for k, v in environment().items()]
 
 
 def _write_env() -> Path:
     path = STATE / "env.sh"
-    lines = [f"export {k}={v}" for k, v in environment().items()]
-    path.write_text("# source this file: the project's commands then use the services\n")
-    with path.open("a") as fh:
-        fh.write("\n".join(lines) + "\n")
+    header = "# source this file: the project's commands then use the services\n"
+    path.write_text(header + "\n".join(env_lines()) + "\n")
     return path
 
 
@@ -259,7 +329,8 @@ def up() -> None:
     _install_debian_packages()
     _postgres()
     _redis()
-    _object_store()
+    if _object_store() and _pid_alive("mlflow") is None:
+        _reset_databases()
     _mlflow()
     _dagster_home()
     _log(f"environment in {_write_env()} (source it)")
@@ -269,24 +340,36 @@ def _stop(name: str) -> None:
     pid = _pid_alive(name)
     if pid is None:
         return
-    os.killpg(pid, signal.SIGTERM)  # its session: the server and any workers it forked
-    end = time.monotonic() + 20
-    while time.monotonic() < end and _pid_alive(name):
-        time.sleep(0.2)
-    if _pid_alive(name):
-        os.killpg(pid, signal.SIGKILL)
+    try:
+        os.killpg(pid, signal.SIGTERM)  # its session: the server and any workers it forked
+        end = time.monotonic() + 20
+        while time.monotonic() < end and _pid_alive(name):
+            time.sleep(0.2)
+        if _pid_alive(name):
+            os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:  # it ended meanwhile
+        pass
     (STATE / f"{name}.pid").unlink(missing_ok=True)
     _log(f"stopped {name} (pid {pid})")
 
 
 def down() -> None:
+    """Stop every service that is running; each one whatever happens to the others."""
+    failed = []
     for name in ("mlflow", "s3", "redis"):
-        _stop(name)
-    data = STATE / "postgres"
-    if (data / "postmaster.pid").exists():
-        stop = [_pg_bin("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]
-        subprocess.run(_as_postgres(stop), check=True, capture_output=True)
-        _log("stopped PostgreSQL")
+        try:
+            _stop(name)
+        except OSError as exc:
+            failed.append(f"{name}: {exc}")
+    if _pg_running():
+        stop = [_pg_bin("pg_ctl"), "-D", str(PG_DATA), "-m", "fast", "-w", "stop"]
+        done = subprocess.run(_as_postgres(stop), capture_output=True, text=True)
+        if done.returncode == 0:
+            _log("stopped PostgreSQL")
+        else:
+            failed.append(f"PostgreSQL: {done.stderr.strip()}")
+    if failed:
+        raise SystemExit("services: could not stop " + "; ".join(failed))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -298,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "down":
         down()
     else:
-        print("\n".join(f"export {k}={v}" for k, v in environment().items()))  # noqa: T201
+        print("\n".join(env_lines()))  # noqa: T201
     return 0
 
 

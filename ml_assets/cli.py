@@ -28,6 +28,7 @@ from ml_assets.lib import names
 from ml_assets.lib.churn import ChurnStream
 from ml_assets.lib.data import day_files
 from ml_assets.lib.spec import MLSpec, load_all_specs
+from ml_assets.lib.storage import storage_path
 from ml_assets.lib.tracking import CHAMPION_ALIAS, Tracker
 
 
@@ -68,7 +69,7 @@ def spec_summary(spec: MLSpec, tracker: Tracker) -> list[str]:
         f"  registry: {f'models:/{spec.name}@{CHAMPION_ALIAS}' if champion else 'no champion'}; "
         f"data {tags.get(names.DATA_FINGERPRINT_TAG)}, code {tags.get(names.CODE_VERSION_TAG)}",
     ]
-    forecast = UPath(default_data_dir()) / spec.name / "forecast.parquet"
+    forecast = storage_path(default_data_dir()) / spec.name / "forecast.parquet"
     if spec.task == "forecasting" and forecast.exists():
         lines.append(f"  next {spec.forecast.horizon if spec.forecast else ''} periods: {forecast}")
     return lines

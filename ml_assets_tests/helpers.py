@@ -74,18 +74,27 @@ def step_error_text(result: dg.ExecuteInProcessResult) -> str:
     return " ".join(texts)
 
 
-def start_daemon(
-    env: dict[str, str], log: Path, module: str = "ml_assets.definitions"
+def start_process(
+    argv: list[str], env: dict[str, str], log: Path, cwd: Path | None = None
 ) -> subprocess.Popen[bytes]:
-    """A real ``dagster-daemon run`` on the code location ``module``, its output in ``log``."""
+    """A command of this venv (``argv[0]`` names it) in a session of its own, so that
+    stop_process_group ends it and its children; its output in ``log``."""
     with log.open("w") as out:
         return subprocess.Popen(
-            [str(VENV_BIN / "dagster-daemon"), "run", "-m", module],
+            [str(VENV_BIN / argv[0]), *argv[1:]],
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env=env,
+            cwd=cwd,
         )
+
+
+def start_daemon(
+    env: dict[str, str], log: Path, module: str = "ml_assets.definitions"
+) -> subprocess.Popen[bytes]:
+    """A real ``dagster-daemon run`` on the code location ``module``, its output in ``log``."""
+    return start_process(["dagster-daemon", "run", "-m", module], env, log)
 
 
 def stop_process_group(process: subprocess.Popen[bytes], sig: int, timeout: float) -> None:

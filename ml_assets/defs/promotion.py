@@ -36,6 +36,14 @@ def champion_asset(spec: MLSpec) -> dg.AssetsDefinition:
         mlflow: MlflowResource,
     ) -> Any:
         tracker = mlflow.tracker()
+        if not tracker.tracking_uri.startswith("sqlite:") and not _pool_limited(context, spec):
+            context.log.warning(
+                f"promotions of '{spec.name}' are not serialized: the tracking store is not a "
+                f"local SQLite file, and this Dagster instance sets no limit for the pool "
+                f"{promotion_pool(spec.name)}; two runs promoting at once could both move the "
+                "alias. Set `concurrency: pools: default_limit: 1` in dagster.yaml "
+                "(deploy/team/dagster.yaml)"
+            )
         # Everything that reads the champion, compares and moves the alias happens under the
         # lock; the results are handed to Dagster after it is released. Across machines, the
         # instance's one-slot pool for this step serializes promotions (deploy/README.md).
@@ -44,6 +52,14 @@ def champion_asset(spec: MLSpec) -> dg.AssetsDefinition:
         yield from results
 
     return champion_model
+
+
+def _pool_limited(context: dg.AssetExecutionContext, spec: MLSpec) -> bool:
+    """Whether the instance limits the spec's promotion pool (and can: SQLite or Postgres)."""
+    storage = context.instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        return False
+    return storage.get_concurrency_info(promotion_pool(spec.name)).limit is not None
 
 
 def _promote(

@@ -12,7 +12,13 @@ import polars as pl
 from upath import UPath
 
 import ml_assets
-from ml_assets.lib.data import SPLIT, write_atomic, write_text_atomic  # noqa: F401 (defs use it)
+from ml_assets.lib.data import SPLIT
+from ml_assets.lib.storage import (  # noqa: F401 (defs use write_text_atomic from here)
+    is_local,
+    storage_path,
+    write_atomic,
+    write_text_atomic,
+)
 from ml_assets.lib.tracking import Tracker
 
 SPLITS_METADATA_KEY = "splits"
@@ -71,19 +77,21 @@ class ArtifactStore(dg.ConfigurableResource):
     base_dir: str
 
     def contract_path(self, spec_name: str) -> UPath:
-        return UPath(self.base_dir) / spec_name / "data_contract.json"
+        return storage_path(self.base_dir) / spec_name / "data_contract.json"
 
     def incoming_dir(self, spec_name: str, folder: str) -> UPath:
-        return UPath(self.base_dir) / spec_name / folder
+        return storage_path(self.base_dir) / spec_name / folder
 
     def incoming_path(self, spec_name: str, folder: str, day: str) -> UPath:
         return self.incoming_dir(spec_name, folder) / f"{day}.parquet"
 
     def drift_plot_path(self, spec_name: str, day: str) -> UPath:
-        return UPath(self.base_dir) / spec_name / "drift" / f"drift_{day}.html"
+        return storage_path(self.base_dir) / spec_name / "drift" / f"drift_{day}.html"
 
     def report_path(self, spec_name: str, run_id: str) -> UPath:
-        return UPath(self.base_dir) / spec_name / "reports" / f"evaluation_report_{run_id}.html"
+        return (
+            storage_path(self.base_dir) / spec_name / "reports" / f"evaluation_report_{run_id}.html"
+        )
 
 
 class PolarsParquetIOManager(dg.ConfigurableIOManager):
@@ -99,8 +107,8 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
 
     def _path(self, key: dg.AssetKey, suffix: str, partition: str | None = None) -> UPath:
         if partition is not None:  # one file per partition: <key>/<partition><suffix>
-            return UPath(self.base_dir).joinpath(*key.path, f"{partition}{suffix}")
-        return UPath(self.base_dir).joinpath(*key.path).with_suffix(suffix)
+            return storage_path(self.base_dir).joinpath(*key.path, f"{partition}{suffix}")
+        return storage_path(self.base_dir).joinpath(*key.path).with_suffix(suffix)
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if obj is None:
@@ -145,7 +153,7 @@ def _read_schema(path: UPath) -> pl.DataFrame:
 
 def _read_parquet(path: UPath, splits: list[str] | None) -> pl.DataFrame:
     """Read a stored frame, keeping only the listed splits when asked."""
-    if path.protocol in ("", "file", "local"):
+    if is_local(path):
         scan = pl.scan_parquet(str(path))
         # The filter is pushed into the parquet scan: rows of other splits are never read.
         return (scan.filter(pl.col(SPLIT).is_in(splits)) if splits else scan).collect()

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ml_assets.lib.data import write_atomic
+from ml_assets.lib.storage import write_atomic
 
 PLANS = ("basic", "standard", "premium")
 REGIONS = ("north", "south", "east", "west")

@@ -5,19 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import importlib
-import os
 import re
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import polars as pl
 
 from ml_assets.lib.cores import available_threads
 from ml_assets.lib.spec import MLSpec
+from ml_assets.lib.storage import is_local
 
 ROW_ID = "__row_id"
 SPLIT = "__split"
@@ -50,26 +48,6 @@ def load_raw(spec: MLSpec) -> pl.DataFrame:
     return frame
 
 
-def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """``write(file)`` to ``path`` (a local path or a UPath: s3://, gs://, ...) whole or not at
-    all: into a temporary file, one per writing process, renamed into place. A failed write
-    never replaces the last good file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("wb") as fh:
-            write(fh)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    tmp.rename(path)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    data = text.encode()
-    write_atomic(path, lambda fh: fh.write(data))
-
-
 def _refuse_duplicated_headers(spec: MLSpec, path: Path, columns: list[str]) -> None:
     """polars renames a repeated CSV header to '<name>_duplicated_<n>'; which of the two
     columns is meant cannot be known, so the file is refused."""
@@ -88,7 +66,7 @@ def _read_file(spec: MLSpec, path: Path) -> pl.DataFrame:
     if not path.exists():
         raise DataError(f"spec '{spec.name}': source file {path} does not exist")
     try:
-        if getattr(path, "protocol", "") not in ("", "file", "local"):  # s3://, gs://, ...
+        if not is_local(path):  # s3://, gs://, ...
             with path.open("rb") as fh:
                 data: Path | bytes = fh.read()
         else:

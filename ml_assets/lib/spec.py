@@ -139,9 +139,9 @@ class MLSpec(Strict):
         if self.source.path is None:
             return None
         if "://" in self.source.path:
-            from upath import UPath
+            from ml_assets.lib.storage import storage_path
 
-            return UPath(self.source.path)
+            return storage_path(self.source.path)
         path = Path(self.source.path).expanduser()
         return path if path.is_absolute() else (self.spec_path.parent / path).resolve()
 

@@ -18,8 +18,9 @@ from typing import Any, Literal
 import polars as pl
 
 from ml_assets.lib import value_checks
-from ml_assets.lib.data import ROW_ID, fingerprint, write_text_atomic
+from ml_assets.lib.data import ROW_ID, fingerprint
 from ml_assets.lib.spec import ColumnContract, MLSpec
+from ml_assets.lib.storage import write_text_atomic
 from ml_assets.lib.value_checks import Failure
 
 log = logging.getLogger(__name__)

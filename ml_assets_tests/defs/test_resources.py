@@ -83,26 +83,6 @@ def test_schema_only_input_reads_columns_and_types_without_rows(tmp_path: Path) 
     assert dict(seen["raw"].schema) == {"x": pl.Float64, "c": pl.String, "n": pl.Int64}
 
 
-def test_text_files_are_replaced_whole_or_not_at_all(tmp_path: Path) -> None:
-    from upath import UPath
-
-    from ml_assets.defs.resources import write_atomic, write_text_atomic
-
-    path = UPath(tmp_path) / "reports" / "report.html"
-    write_text_atomic(path, "<p>good</p>")
-
-    def fails_midway(fh) -> None:  # noqa: ANN001
-        fh.write(b"<p>half")
-        raise OSError("disk full")
-
-    with pytest.raises(OSError, match="disk full"):
-        write_atomic(path, fails_midway)
-    assert path.read_text() == "<p>good</p>"
-    write_text_atomic(path, "<p>newer</p>")
-    assert path.read_text() == "<p>newer</p>"
-    assert [p.name for p in (tmp_path / "reports").iterdir()] == ["report.html"]
-
-
 @pytest.mark.parametrize(
     ("tracking", "explicit", "expected"),
     [

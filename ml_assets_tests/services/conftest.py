@@ -4,6 +4,7 @@ a prefix of its own in the S3 bucket, Redis. A service that does not answer fail
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -23,6 +24,22 @@ from mlflow.exceptions import MlflowException
 from ml_assets_tests.helpers import VENV_BIN
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load_services_script():  # noqa: ANN202
+    """deploy/services.py, the script behind `make services` (not a package module)."""
+    spec = importlib.util.spec_from_file_location(
+        "deploy_services", ROOT / "deploy" / "services.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+SERVICES = _load_services_script()
+DATA_BUCKET, MLFLOW_BUCKET = SERVICES.DATA_BUCKET, SERVICES.MLFLOW_BUCKET
+
 NEEDED = [
     "ML_ASSETS_DAGSTER_PG_URL",
     "MLFLOW_TRACKING_URI",
@@ -30,8 +47,6 @@ NEEDED = [
     "AWS_ENDPOINT_URL",
     "ML_ASSETS_CELERY_BROKER",
 ]
-DATA_BUCKET = "ml-assets"
-MLFLOW_BUCKET = "ml-assets-mlflow"
 COMMAND_TIMEOUT_S = 600
 
 
@@ -92,8 +107,9 @@ def forget_models(client: MlflowClient, *names: str) -> None:
     for name in names:
         try:
             client.delete_registered_model(name)
-        except MlflowException:
-            pass
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
 
 
 @pytest.fixture
@@ -123,6 +139,7 @@ def stack(
     env.pop("ML_ASSETS_SPECS", None)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
+    SERVICES.create_dagster_storage(env)  # as `make services` does for its own instance
     try:
         yield Stack(env, home, prefix)
     finally:

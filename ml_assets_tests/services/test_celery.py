@@ -14,10 +14,11 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import redis
 
 from ml_assets.defs.executors import EXECUTOR_ENV
 from ml_assets.lib.tracking import CHAMPION_ALIAS
-from ml_assets_tests.helpers import VENV_BIN, stop_process_group
+from ml_assets_tests.helpers import start_process, stop_process_group
 from ml_assets_tests.services.conftest import ROOT, Stack, forget_models
 
 WORKERS = ("w1", "w2")
@@ -27,20 +28,14 @@ READY_TIMEOUT_S = 90
 def _start_worker(stack: Stack, name: str, log: Path) -> subprocess.Popen[bytes]:
     argv = ["dagster-celery", "worker", "start", "-A", "dagster_celery.app"]
     argv += ["-y", "deploy/team/celery.yaml", "-n", name, "--", "--concurrency=1"]
-    with log.open("w") as out:
-        return subprocess.Popen(
-            [str(VENV_BIN / argv[0]), *argv[1:]],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**stack.env, EXECUTOR_ENV: "celery"},
-            cwd=ROOT,
-            start_new_session=True,
-        )
+    return start_process(argv, {**stack.env, EXECUTOR_ENV: "celery"}, log, ROOT)
 
 
 @pytest.fixture
 def workers(stack: Stack, tmp_path: Path) -> Iterator[list[str]]:
-    """Two workers, each taking one step at a time; their names as Celery reports them."""
+    """Two workers, each taking one step at a time; their names as Celery reports them. Tasks
+    an aborted earlier run left on the broker are dropped first."""
+    redis.Redis.from_url(stack.env["ML_ASSETS_CELERY_BROKER"]).flushdb()
     started = {
         n: (_start_worker(stack, n, tmp_path / f"{n}.log"), tmp_path / f"{n}.log") for n in WORKERS
     }

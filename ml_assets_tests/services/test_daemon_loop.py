@@ -8,19 +8,17 @@ from __future__ import annotations
 import datetime as dt
 import signal
 import socket
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
-import pytest
 import requests
 
-from ml_assets_tests.helpers import VENV_BIN, sensor_ticks, stop_process_group, wait_for
+from ml_assets.defs.monitoring import SCORING_LOOKBACK_DAYS
+from ml_assets_tests.helpers import sensor_ticks, start_process, stop_process_group, wait_for
 from ml_assets_tests.services.conftest import ROOT, Stack, forget_models
 
 TRAIN_DAYS = 14
-LOOKBACK = 7  # the arrival sensor scores the newest 7 days (monitoring.SCORING_LOOKBACK_DAYS)
+LOOKBACK = SCORING_LOOKBACK_DAYS  # the arrival sensor first scores the newest days
 DEADLINE_S = 420
 
 
@@ -30,36 +28,11 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _start(stack: Stack, log: Path, *argv: str) -> subprocess.Popen[bytes]:
-    with log.open("w") as out:
-        return subprocess.Popen(
-            [str(VENV_BIN / argv[0]), *argv[1:]],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=stack.env,
-            cwd=ROOT,
-            start_new_session=True,
-        )
-
-
-@pytest.fixture
-def daemon(stack: Stack, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
-    log = tmp_path / "daemon.log"
-    proc = _start(stack, log, "dagster-daemon", "run", "-m", "ml_assets.definitions")
-    try:
-        yield proc, log
-    finally:
-        stop_process_group(proc, signal.SIGTERM, 30)
-
-
 def _runs(instance: dg.DagsterInstance, job: str) -> list[dg.DagsterRun]:
     return list(instance.get_runs(dg.RunsFilter(job_name=job)))
 
 
-def test_a_drifted_day_retrains_churn_once_through_the_queue(
-    stack: Stack, daemon: tuple[subprocess.Popen[bytes], Path], tmp_path: Path
-) -> None:
-    proc, log = daemon
+def test_a_drifted_day_retrains_churn_once_through_the_queue(stack: Stack, tmp_path: Path) -> None:
     forget_models(stack.mlflow(), "churn")
     today = dt.datetime.now(dt.UTC).date()
     start = today - dt.timedelta(days=TRAIN_DAYS + 2)  # the drifted day is the day before yesterday
@@ -73,36 +46,39 @@ def test_a_drifted_day_retrains_churn_once_through_the_queue(
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
+    # Then the daemon and the webserver, as deploy/README.md starts them.
+    log, web_log = tmp_path / "daemon.log", tmp_path / "webserver.log"
     port = _free_port()
-    web_log = tmp_path / "webserver.log"
-    web = _start(
-        stack,
-        web_log,
-        "dagster-webserver",
-        "-m",
-        "ml_assets.definitions",
-        "-h",
-        "127.0.0.1",
-        "-p",
-        str(port),
-    )
+    web_argv = ["dagster-webserver", "-m", "ml_assets.definitions", "-h", "127.0.0.1"]
+    daemon_argv = ["dagster-daemon", "run", "-m", "ml_assets.definitions"]
+    daemon = start_process(daemon_argv, stack.env, log, ROOT)
+    web = start_process([*web_argv, "-p", str(port)], stack.env, web_log, ROOT)
     try:
         with dg.DagsterInstance.get() as instance:
-            # The daemon scores the backlog of the newest days from the bucket ...
-            def backlog() -> bool | None:
+            # The daemon scores the newest days from the bucket ...
+            def backlog() -> list[dg.DagsterRun] | None:
                 done = [r for r in _runs(instance, "score_churn") if r.is_finished]
-                return True if len(done) >= LOOKBACK else None
+                return done if len(done) >= LOOKBACK else None
 
-            wait_for("the backlog's scoring runs", proc, log, backlog, DEADLINE_S)
-            # ... while the webserver answers on the same instance.
+            scored = wait_for("the backlog's scoring runs", daemon, log, backlog, DEADLINE_S)
+            assert {r.status for r in scored} == {dg.DagsterRunStatus.SUCCESS}, scored
+            expected = {
+                str(start + dt.timedelta(days=d)) for d in range(TRAIN_DAYS - LOOKBACK, TRAIN_DAYS)
+            }
+            assert {r.tags["dagster/partition"] for r in scored} == expected
+            # ... while the webserver serves the same instance: it lists those runs.
+            server = f"http://127.0.0.1:{port}"
             info = wait_for(
-                "the webserver",
-                web,
-                web_log,
-                lambda: _get(f"http://127.0.0.1:{port}/server_info"),
-                DEADLINE_S,
+                "the webserver", web, web_log, lambda: _get(f"{server}/server_info"), DEADLINE_S
             )
             assert "dagster_webserver_version" in info, info
+            query = (
+                '{ runsOrError(filter: {pipelineName: "score_churn"}) '
+                "{ ... on Runs { results { runId } } } }"
+            )
+            listed = requests.post(f"{server}/graphql", json={"query": query}, timeout=30).json()
+            ids = {r["runId"] for r in listed["data"]["runsOrError"]["results"]}
+            assert {r.run_id for r in scored} <= ids, listed
             # The drifted day arrives.
             done = stack.run(*cli, "--next", *drift)
             assert done.returncode == 0 and "(drifted)" in done.stdout, done.stdout + done.stderr
@@ -114,7 +90,7 @@ def test_a_drifted_day_retrains_churn_once_through_the_queue(
                 ]
                 return runs[0] if runs and runs[0].is_finished else None
 
-            run = wait_for("the drift retraining", proc, log, retrained, DEADLINE_S)
+            run = wait_for("the drift retraining", daemon, log, retrained, DEADLINE_S)
             assert run.status == dg.DagsterRunStatus.SUCCESS, run
             assert run.tags["dagster/sensor_name"] == "retrain_churn_on_drift"
             assert run.tags["ml_assets/partition"] == drifted
@@ -122,11 +98,17 @@ def test_a_drifted_day_retrains_churn_once_through_the_queue(
                 run.run_id, of_type=dg.DagsterEventType.RUN_ENQUEUED
             ).records
             assert queued, "the retraining run did not go through the run queue"
+            day_runs = [
+                r
+                for r in _runs(instance, "score_churn")
+                if r.tags.get("dagster/partition") == drifted
+            ]
+            assert [r.status for r in day_runs] == [dg.DagsterRunStatus.SUCCESS]
             # The drift sensor looks again after the retraining and requests nothing more.
             finished = instance.get_run_record_by_id(run.run_id).end_time
             tick = wait_for(
                 "a drift sensor tick after the retraining",
-                proc,
+                daemon,
                 log,
                 lambda: next(
                     (
@@ -143,10 +125,9 @@ def test_a_drifted_day_retrains_churn_once_through_the_queue(
                 r for r in _runs(instance, "train_churn") if r.tags.get("dagster/sensor_name")
             ]
             assert len(trainings) == 1, [(r.run_id, r.tags) for r in trainings]
-            scored = {r.tags.get("dagster/partition") for r in _runs(instance, "score_churn")}
-            assert drifted in scored
     finally:
         stop_process_group(web, signal.SIGTERM, 30)
+        stop_process_group(daemon, signal.SIGTERM, 30)
 
 
 def _get(url: str) -> dict | None:

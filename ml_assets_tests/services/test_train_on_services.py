@@ -12,10 +12,10 @@ import polars as pl
 import statsmodels.api as sm
 from upath import UPath
 
+from ml_assets.lib.storage import storage_path
 from ml_assets.lib.tracking import CHAMPION_ALIAS
-from ml_assets_tests.services.conftest import MLFLOW_BUCKET, Stack, forget_models
-
-STAGES = ["raw_data", "features", "splits", "evaluation_report", "champion_model"]
+from ml_assets_tests.helpers import TABULAR_STAGES
+from ml_assets_tests.services.conftest import DATA_BUCKET, MLFLOW_BUCKET, Stack, forget_models
 
 
 def _champion_artifacts(stack: Stack, name: str) -> list[str]:
@@ -45,7 +45,7 @@ def test_affairs_and_co2_train_on_postgres_the_mlflow_server_and_s3(stack: Stack
         }
         # Every stage's value is in the bucket under this deployment's data dir, and the
         # materialization records say so.
-        for stage in STAGES:
+        for stage in TABULAR_STAGES:
             event = instance.get_latest_materialization_event(dg.AssetKey(["affairs", stage]))
             path = event.asset_materialization.metadata["path"].value
             assert path.startswith(f"s3://ml-assets/{stack.data_prefix}/affairs/"), path
@@ -73,7 +73,23 @@ def test_affairs_and_co2_train_on_postgres_the_mlflow_server_and_s3(stack: Stack
     np.testing.assert_allclose(
         np.asarray(served.predict(rows.to_pandas())), trained.predict(rows), rtol=1e-12
     )
-    forecast = pl.read_parquet((data / "co2" / "forecast.parquet").open("rb").read())
+    with (data / "co2" / "forecast.parquet").open("rb") as fh:
+        forecast = pl.read_parquet(fh)
     assert forecast.height > 0
     co2 = mlflow.pyfunc.load_model(f"models:/co2@{CHAMPION_ALIAS}")
     assert co2.metadata.get_model_info().signature is not None
+
+
+def test_a_long_lived_process_sees_files_other_processes_write(stack: Stack) -> None:
+    """A Celery worker or a code server lists the incoming folder many times: each listing
+    shows what other processes wrote and removed since the last one."""
+    folder = storage_path(stack.env["ML_ASSETS_DATA_DIR"]) / "churn" / "incoming"
+    s3 = stack.s3()
+    key = f"{stack.data_prefix}/churn/incoming/2026-01-01.parquet"
+    s3.put_object(Bucket=DATA_BUCKET, Key=key, Body=b"first")
+    assert [p.name for p in folder.iterdir()] == ["2026-01-01.parquet"]
+    s3.put_object(Bucket=DATA_BUCKET, Key=key.replace("01-01", "01-02"), Body=b"second")
+    assert sorted(p.name for p in folder.iterdir()) == ["2026-01-01.parquet", "2026-01-02.parquet"]
+    assert (folder / "2026-01-02.parquet").exists()
+    s3.delete_object(Bucket=DATA_BUCKET, Key=key)
+    assert [p.name for p in folder.iterdir()] == ["2026-01-02.parquet"]
