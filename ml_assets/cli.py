@@ -15,16 +15,19 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import getpass
 import os
 import sys
 from pathlib import Path
 
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 from upath import UPath
 
 from ml_assets.defs.evaluation import REPORT_ARTIFACT
 from ml_assets.defs.resources import ArtifactStore, default_data_dir, default_tracking_uri
 from ml_assets.lib import names
+from ml_assets.lib.alias_history import RollbackError, moves, rollback
 from ml_assets.lib.churn import ChurnStream
 from ml_assets.lib.data import day_files
 from ml_assets.lib.spec import MLSpec, load_all_specs
@@ -196,11 +199,8 @@ def score_command(args: argparse.Namespace) -> int:
     from ml_assets.lib import data as data_lib
     from ml_assets.lib.tasks import task_for
 
-    found = load_all_specs(os.environ.get("ML_ASSETS_SPECS"))
-    spec = next((s for s in found.specs if s.name == args.spec), None)
+    spec = _spec_named(args.spec)
     if spec is None:
-        known = sorted(s.name for s in found.specs)
-        sys.stderr.write(f"no spec named '{args.spec}'; the specs are {known}\n")
         return 2
     source = Path(args.input)
     if not source.exists():
@@ -239,6 +239,65 @@ def score_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _spec_named(name: str) -> MLSpec | None:
+    found = load_all_specs(os.environ.get("ML_ASSETS_SPECS"))
+    spec = next((s for s in found.specs if s.name == name), None)
+    if spec is None:
+        known = sorted(s.name for s in found.specs)
+        sys.stderr.write(f"no spec named '{name}'; the specs are {known}\n")
+    return spec
+
+
+def rollback_command(args: argparse.Namespace) -> int:
+    """Move the champion alias back (to --to, else to where it was before), recording who,
+    when and why; refused when that version's model no longer loads."""
+    spec = _spec_named(args.spec)
+    if spec is None:
+        return 2
+    tracker = Tracker(default_tracking_uri())
+    try:
+        move = rollback(
+            tracker.client,
+            spec.name,
+            CHAMPION_ALIAS,
+            None if args.to is None else str(args.to),
+            args.reason,
+            args.who or getpass.getuser(),
+            lambda version: tracker.load_version(spec.name, version),
+            names.PROMOTED_TAG,
+        )
+    except RollbackError as exc:
+        sys.stderr.write(f"rollback of '{spec.name}' refused: {exc}\n")
+        return 2
+    sys.stdout.write(
+        f"'{spec.name}' {CHAMPION_ALIAS}: v{move.from_version} -> v{move.to_version} "
+        f"(by {move.who} at {move.when}: {move.why}); models:/{spec.name}@{CHAMPION_ALIAS} "
+        "and the next scoring run use it\n"
+    )
+    return 0
+
+
+def history_command(args: argparse.Namespace) -> int:
+    """Every recorded move of the spec's aliases, oldest first."""
+    spec = _spec_named(args.spec)
+    if spec is None:
+        return 2
+    tracker = Tracker(default_tracking_uri())
+    try:
+        recorded = moves(tracker.client, spec.name)
+    except MlflowException:
+        sys.stdout.write(f"'{spec.name}' has no registered model yet\n")
+        return 0
+    champion = tracker.champion_version(spec.name)
+    sys.stdout.write(
+        f"'{spec.name}': {CHAMPION_ALIAS} is "
+        f"{f'v{champion[0]}' if champion else 'not set'}; {len(recorded)} recorded move(s)\n"
+    )
+    for move in recorded:
+        sys.stdout.write(move.line() + "\n")
+    return 0
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -274,6 +333,13 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("spec")
     score.add_argument("--input", required=True, help="a CSV or Parquet file of rows to score")
     score.add_argument("--output", required=True, help="where to write them (.parquet or .csv)")
+    back = commands.add_parser("rollback", help="move models:/<spec>@champion back")
+    back.add_argument("spec")
+    back.add_argument("--to", type=_positive, help="the version (default: the previous champion)")
+    back.add_argument("--reason", required=True, help="why: recorded with the move")
+    back.add_argument("--who", help="recorded as who rolled back (default: your user name)")
+    history = commands.add_parser("history", help="every recorded move of a spec's champion")
+    history.add_argument("spec")
     simulate = commands.choices["simulate"]
     simulate.add_argument("--from-day", type=int, default=14)
     simulate.add_argument("--to-day", type=int, default=30)
@@ -288,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
         "stream": stream_command,
         "simulate": simulate_command,
         "score": score_command,
+        "rollback": rollback_command,
+        "history": history_command,
     }
     return handlers[args.command](args)
 

@@ -12,6 +12,7 @@ from ml_assets.defs.data import data_assets
 from ml_assets.defs.evaluation import evaluation_asset
 from ml_assets.defs.monitoring import monitoring_defs, scoring_keys
 from ml_assets.defs.promotion import champion_asset
+from ml_assets.defs.rollback import rollback_job
 from ml_assets.defs.scoring import forecast_asset
 from ml_assets.defs.splits import splits_asset
 from ml_assets.defs.training import training_assets
@@ -39,7 +40,8 @@ def build_spec_defs(spec: MLSpec) -> dg.Definitions:
         config=executors.job_config(),
         tags={names.SPEC_TAG: spec.name},
     )
-    training = dg.Definitions(assets=assets, asset_checks=checks, jobs=[train_job])
+    jobs = [train_job, rollback_job(spec)]
+    training = dg.Definitions(assets=assets, asset_checks=checks, jobs=jobs)
     return dg.Definitions.merge(training, monitoring_defs(spec, train_job))
 
 

@@ -98,7 +98,9 @@ def _promote(
         ]
     promoted = not reasons
     if promoted:
-        tracker.set_champion(spec.name, version)
+        tracker.set_champion(
+            spec.name, version, f"Dagster run {context.run_id}", "passed every gate criterion"
+        )
         context.log.info(f"'{spec.name}' v{version} is now champion")
     else:
         context.log.error(f"'{spec.name}' v{version} NOT promoted: " + "; ".join(reasons))
@@ -145,7 +147,12 @@ def _already_registered(
         and champion_now == outcome.compared_champion
     ):
         # Same decision, same champion as when it was made: finish that promotion.
-        tracker.set_champion(spec.name, version)
+        tracker.set_champion(
+            spec.name,
+            version,
+            f"Dagster run {context.run_id}",
+            "passed every gate criterion (an interrupted promotion, finished by a re-run)",
+        )
         tracker.client.set_model_version_tag(spec.name, version, PROMOTED_TAG, "True")
         tracker.client.set_model_version_tag(
             spec.name, version, GATE_REASONS_TAG, "all criteria passed (finished by a re-run)"

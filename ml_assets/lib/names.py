@@ -36,6 +36,10 @@ def train_job(spec: str) -> str:
     return f"train_{spec}"
 
 
+def rollback_job(spec: str) -> str:
+    return f"rollback_{spec}"
+
+
 def score_job(spec: str) -> str:
     return f"score_{spec}"
 

@@ -22,6 +22,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 import ml_assets
+from ml_assets.lib.alias_history import move_alias
 from ml_assets.lib.models import ConstantModel, Model
 from ml_assets.lib.names import (
     DATA_FINGERPRINT_TAG,
@@ -238,8 +239,16 @@ class Tracker:
         self.client.update_model_version(name, version.version, description=card)
         return str(version.version)
 
-    def set_champion(self, name: str, version: str) -> None:
-        self.client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
+    def set_champion(
+        self,
+        name: str,
+        version: str,
+        who: str = "ml_assets",
+        why: str = "",
+        action: str = "promotion",
+    ) -> None:
+        """Point the champion alias at ``version``, the move recorded on the registered model."""
+        move_alias(self.client, name, CHAMPION_ALIAS, version, action, who, why or action)
 
     def end_orphan_runs(self, experiment: str, finished: Callable[[str, float], bool]) -> list[str]:
         """MLflow runs of ``experiment`` still RUNNING whose Dagster run has ended

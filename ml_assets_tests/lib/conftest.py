@@ -8,11 +8,12 @@ training and bootstrapping are the slow parts; tests must not mutate them.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import numpy as np
 import polars as pl
 import pytest
@@ -33,6 +34,7 @@ from ml_assets.lib.models import (
 )
 from ml_assets.lib.spec import MLSpec
 from ml_assets.lib.splits import assign_splits
+from ml_assets.lib.tracking import Tracker
 
 # A small, fast LightGBM search: the defaults (20 trials, 1000 rounds) are for real data.
 FAST_LIGHTGBM = {"budget": 3, "num_boost_round": 200, "early_stopping_rounds": 20}
@@ -250,3 +252,17 @@ def write_spec(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+@pytest.fixture(scope="module")
+def tracker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tracker]:
+    """A Tracker on a fresh SQLite store, shared by one test module."""
+    root: Path = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root}/mlflow.db"
+    # Tracker sets MLflow's process-wide URIs (and their env vars): put them back afterwards.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        mp.setenv("MLFLOW_REGISTRY_URI", uri)
+        yield Tracker(uri, (root / "artifacts").as_uri())
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+        mlflow.set_registry_uri(None)  # type: ignore[arg-type]

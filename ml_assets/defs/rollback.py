@@ -1,0 +1,59 @@
+"""The rollback_<spec> job: the CLI's `rollback` as a Dagster run (launchpad or
+`dagster job execute -c`), holding the spec's promotion slot while it moves the alias."""
+
+import dagster as dg
+
+from ml_assets.defs.resources import MlflowResource
+from ml_assets.lib import names
+from ml_assets.lib.alias_history import RollbackError, rollback
+from ml_assets.lib.spec import MLSpec
+from ml_assets.lib.tracking import CHAMPION_ALIAS
+
+
+class RollbackConfig(dg.Config):
+    reason: str  # recorded with the move
+    to: int | None = None  # the version; unset: where the champion was before
+    who: str | None = None  # unset: the user who launched the run, else the run
+
+
+def rollback_job(spec: MLSpec) -> dg.JobDefinition:
+    @dg.op(
+        name=f"{spec.name}__rollback_champion",
+        pool=names.promotion_pool(spec.name),
+        description=f"Moves models:/{spec.name}@{CHAMPION_ALIAS} back to an earlier version",
+    )
+    def rollback_champion(
+        context: dg.OpExecutionContext, config: RollbackConfig, mlflow: MlflowResource
+    ) -> None:
+        tracker = mlflow.tracker()
+        who = config.who or context.run.tags.get("dagster/user") or f"Dagster run {context.run_id}"
+        with tracker.promotion_lock(spec.name):
+            try:
+                move = rollback(
+                    tracker.client,
+                    spec.name,
+                    CHAMPION_ALIAS,
+                    None if config.to is None else str(config.to),
+                    config.reason,
+                    who,
+                    lambda version: tracker.load_version(spec.name, version),
+                    names.PROMOTED_TAG,
+                )
+            except RollbackError as exc:
+                raise dg.Failure(
+                    description=f"rollback of '{spec.name}' refused: {exc}", allow_retries=False
+                ) from exc
+        context.log.info(
+            f"'{spec.name}' {CHAMPION_ALIAS}: v{move.from_version} -> v{move.to_version} "
+            f"(by {move.who}: {move.why})"
+        )
+
+    @dg.job(
+        name=names.rollback_job(spec.name),
+        tags={names.SPEC_TAG: spec.name},
+        description=f"Roll '{spec.name}' back: config reason (and optionally to, who)",
+    )
+    def rollback_spec() -> None:
+        rollback_champion()
+
+    return rollback_spec

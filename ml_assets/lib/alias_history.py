@@ -1,0 +1,145 @@
+"""Who moved a registered model's alias, when, why and how: each move kept as a tag on the
+registered model (MLflow keeps only where an alias points now), and rollback to an earlier
+version. Plain MLflow client calls; no Dagster."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+MOVE_TAG_PREFIX = "alias_move."
+# Tags on a version the alias was rolled back to, and on the one it was rolled back from.
+ROLLED_BACK_TO_TAG = "rolled_back_to"
+ROLLED_BACK_FROM_TAG = "rolled_back_from"
+LAST_ROLLBACK_TAG = "last_rollback"  # on the registered model
+
+
+class RollbackError(ValueError):
+    """A rollback that cannot be done, with what to do instead."""
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    alias: str
+    from_version: str | None
+    to_version: str
+    action: str  # "promotion", "rollback", ...
+    who: str
+    when: str  # ISO 8601, UTC
+    why: str
+
+    def line(self) -> str:
+        came = f"v{self.from_version}" if self.from_version else "no champion"
+        return (
+            f"{self.when}  {self.action:<10} {self.alias}: {came} -> v{self.to_version}  "
+            f"by {self.who}: {self.why}"
+        )
+
+
+def now() -> str:
+    """UTC, to the second, e.g. 2026-12-02T16:48:05Z (also usable in a tag key)."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def record_move(client: MlflowClient, name: str, move: AliasMove) -> None:
+    """One tag per move, its key ordered by time to the nanosecond (and unique)."""
+    key = f"{MOVE_TAG_PREFIX}{time.time_ns():020d}.{uuid.uuid4().hex[:6]}"
+    client.set_registered_model_tag(name, key, json.dumps(asdict(move)))
+
+
+def moves(client: MlflowClient, name: str) -> list[AliasMove]:
+    """Every recorded move of ``name``'s aliases, oldest first."""
+    tags = client.get_registered_model(name).tags
+    return [
+        AliasMove(**json.loads(value))
+        for key, value in sorted(tags.items())
+        if key.startswith(MOVE_TAG_PREFIX)
+    ]
+
+
+def current_version(client: MlflowClient, name: str, alias: str) -> str | None:
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def move_alias(
+    client: MlflowClient, name: str, alias: str, version: str, action: str, who: str, why: str
+) -> AliasMove:
+    """Point ``alias`` at ``version`` and record the move."""
+    move = AliasMove(
+        alias, current_version(client, name, alias), str(version), action, who, now(), why
+    )
+    client.set_registered_model_alias(name, alias, version)
+    record_move(client, name, move)
+    return move
+
+
+def rollback_target(
+    history: list[AliasMove], alias: str, current: str, promoted: list[str]
+) -> str | None:
+    """The version ``alias`` pointed at before ``current`` was promoted: the newest promotion
+    onto ``current`` says where from (a rollback onto it does not: rolling back twice must not
+    return to the version the first rollback left). Without a recorded promotion (versions
+    promoted before moves were recorded), the newest promoted version older than ``current``."""
+    for move in reversed(history):
+        if move.alias == alias and move.to_version == current and move.action != "rollback":
+            return move.from_version
+    older = sorted((int(v) for v in promoted if int(v) < int(current)), reverse=True)
+    return str(older[0]) if older else None
+
+
+def rollback(
+    client: MlflowClient,
+    name: str,
+    alias: str,
+    to: str | None,
+    reason: str,
+    who: str,
+    loads: Callable[[str], object],
+    promoted_tag: str,
+) -> AliasMove:
+    """Move ``alias`` back to ``to`` (default: where it was before), after checking that the
+    version's model still loads (``loads(version)`` raises otherwise); tags the registered
+    model and both versions with who, when and why."""
+    if not reason.strip():
+        raise RollbackError('say why: --reason "..." is recorded with the rollback')
+    current = current_version(client, name, alias)
+    if current is None:
+        raise RollbackError(f"'{name}' has no '{alias}' alias to roll back")
+    versions = client.search_model_versions(f"name='{name}'")
+    known = {str(v.version) for v in versions}
+    if to is None:
+        promoted = [str(v.version) for v in versions if v.tags.get(promoted_tag) == "True"]
+        to = rollback_target(moves(client, name), alias, current, promoted)
+        if to is None:
+            raise RollbackError(
+                f"'{name}' v{current} has no earlier {alias} to roll back to; name one with --to"
+            )
+    if to not in known:
+        raise RollbackError(
+            f"'{name}' has no version {to}; its versions are {sorted(known, key=int)}"
+        )
+    if to == current:
+        raise RollbackError(f"'{name}' v{to} is already the {alias}")
+    try:
+        loads(to)
+    except Exception as exc:  # noqa: BLE001 (whatever stops it loading stops the rollback)
+        raise RollbackError(
+            f"'{name}' v{to} cannot be loaded, so it cannot serve: {exc}. The {alias} stays "
+            f"v{current}; pick another version with --to"
+        ) from exc
+    move = move_alias(client, name, alias, to, "rollback", who, reason)
+    said = f"{move.when} by {who}: {reason}"
+    client.set_model_version_tag(name, to, ROLLED_BACK_TO_TAG, f"from v{current} at {said}")
+    client.set_model_version_tag(name, current, ROLLED_BACK_FROM_TAG, f"to v{to} at {said}")
+    client.set_registered_model_tag(name, LAST_ROLLBACK_TAG, f"v{current} -> v{to} at {said}")
+    return move
