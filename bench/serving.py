@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from scale import ROOT, run_measured  # noqa: E402
+from scale import ROOT, job_env, run_measured  # noqa: E402
 
 BATCH = 1000
 WARMUP = 50
@@ -82,18 +82,9 @@ def main() -> int:
 
     out = sys.stdout
     stores = Path(tempfile.mkdtemp(prefix="ml_assets_serving_"))
-    home = stores / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    uri = f"sqlite:///{stores / 'mlflow.db'}"
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "MLFLOW_TRACKING_URI": uri,
-        "ML_ASSETS_MLFLOW_ARTIFACTS": (stores / "mlartifacts").as_uri(),
-        "ML_ASSETS_DATA_DIR": str(stores / "data"),
-        "ML_ASSETS_HOME": str(ROOT),
-    }
+    (stores / "specs").mkdir()  # the built-in specs only
+    env = job_env(stores, stores / "specs")
+    uri = env["MLFLOW_TRACKING_URI"]
     dagster = str(Path(sys.executable).with_name("dagster"))
     run_measured(
         [dagster, "job", "execute", "-m", "ml_assets.definitions", "-j", "train_affairs"], env
@@ -127,7 +118,11 @@ def main() -> int:
         ]
     finally:
         os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
 
     os.environ["MLFLOW_TRACKING_URI"] = uri
     import mlflow

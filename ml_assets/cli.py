@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import getpass
 import os
 import sys
 from pathlib import Path
@@ -27,7 +26,7 @@ from upath import UPath
 from ml_assets.defs.evaluation import REPORT_ARTIFACT
 from ml_assets.defs.resources import ArtifactStore, default_data_dir, default_tracking_uri
 from ml_assets.lib import names
-from ml_assets.lib.alias_history import RollbackError, moves, rollback
+from ml_assets.lib.alias_history import RollbackError, moves
 from ml_assets.lib.churn import ChurnStream
 from ml_assets.lib.data import day_files
 from ml_assets.lib.spec import MLSpec, load_all_specs
@@ -255,16 +254,10 @@ def rollback_command(args: argparse.Namespace) -> int:
     if spec is None:
         return 2
     tracker = Tracker(default_tracking_uri())
+    who = args.who or os.environ.get("USER") or os.environ.get("LOGNAME") or "cli"
     try:
-        move = rollback(
-            tracker.client,
-            spec.name,
-            CHAMPION_ALIAS,
-            None if args.to is None else str(args.to),
-            args.reason,
-            args.who or getpass.getuser(),
-            lambda version: tracker.load_version(spec.name, version),
-            names.PROMOTED_TAG,
+        move = tracker.rollback(
+            spec.name, None if args.to is None else str(args.to), args.reason, who
         )
     except RollbackError as exc:
         sys.stderr.write(f"rollback of '{spec.name}' refused: {exc}\n")
@@ -285,7 +278,9 @@ def history_command(args: argparse.Namespace) -> int:
     tracker = Tracker(default_tracking_uri())
     try:
         recorded = moves(tracker.client, spec.name)
-    except MlflowException:
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
         sys.stdout.write(f"'{spec.name}' has no registered model yet\n")
         return 0
     champion = tracker.champion_version(spec.name)

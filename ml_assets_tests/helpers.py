@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -135,3 +136,10 @@ def sensor_ticks(instance: dg.DagsterInstance, name: str) -> list[Any]:
         if state.instigator_name == name:
             return list(instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=20))
     return []
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on at 127.0.0.1 now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

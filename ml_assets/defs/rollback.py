@@ -5,7 +5,7 @@ import dagster as dg
 
 from ml_assets.defs.resources import MlflowResource
 from ml_assets.lib import names
-from ml_assets.lib.alias_history import RollbackError, rollback
+from ml_assets.lib.alias_history import RollbackError
 from ml_assets.lib.spec import MLSpec
 from ml_assets.lib.tracking import CHAMPION_ALIAS
 
@@ -13,7 +13,7 @@ from ml_assets.lib.tracking import CHAMPION_ALIAS
 class RollbackConfig(dg.Config):
     reason: str  # recorded with the move
     to: int | None = None  # the version; unset: where the champion was before
-    who: str | None = None  # unset: the user who launched the run, else the run
+    who: str | None = None  # unset: the run's dagster/user tag if it has one, else the run
 
 
 def rollback_job(spec: MLSpec) -> dg.JobDefinition:
@@ -27,30 +27,23 @@ def rollback_job(spec: MLSpec) -> dg.JobDefinition:
     ) -> None:
         tracker = mlflow.tracker()
         who = config.who or context.run.tags.get("dagster/user") or f"Dagster run {context.run_id}"
-        with tracker.promotion_lock(spec.name):
-            try:
-                move = rollback(
-                    tracker.client,
-                    spec.name,
-                    CHAMPION_ALIAS,
-                    None if config.to is None else str(config.to),
-                    config.reason,
-                    who,
-                    lambda version: tracker.load_version(spec.name, version),
-                    names.PROMOTED_TAG,
-                )
-            except RollbackError as exc:
-                raise dg.Failure(
-                    description=f"rollback of '{spec.name}' refused: {exc}", allow_retries=False
-                ) from exc
+        try:
+            move = tracker.rollback(
+                spec.name, None if config.to is None else str(config.to), config.reason, who
+            )
+        except RollbackError as exc:
+            raise dg.Failure(
+                description=f"rollback of '{spec.name}' refused: {exc}", allow_retries=False
+            ) from exc
         context.log.info(
             f"'{spec.name}' {CHAMPION_ALIAS}: v{move.from_version} -> v{move.to_version} "
             f"(by {move.who}: {move.why})"
         )
 
+    # No spec tag: a rollback must not wait in the queue behind a training run of its spec
+    # (which could promote meanwhile); the promotion pool alone keeps the two apart.
     @dg.job(
         name=names.rollback_job(spec.name),
-        tags={names.SPEC_TAG: spec.name},
         description=f"Roll '{spec.name}' back: config reason (and optionally to, who)",
     )
     def rollback_spec() -> None:

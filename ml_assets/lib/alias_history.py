@@ -19,6 +19,12 @@ MOVE_TAG_PREFIX = "alias_move."
 ROLLED_BACK_TO_TAG = "rolled_back_to"
 ROLLED_BACK_FROM_TAG = "rolled_back_from"
 LAST_ROLLBACK_TAG = "last_rollback"  # on the registered model
+# MLflow's SQL stores hold a tag value in 5,000 characters (PostgreSQL enforces it): a move's
+# who and why are capped well below, and the oldest moves are dropped beyond KEPT_MOVES.
+TEXT_LIMIT = 1000
+KEPT_MOVES = 200
+# What the registry answers for an alias that does not exist (SQL store, tracking server).
+NOT_FOUND = ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST")
 
 
 class RollbackError(ValueError):
@@ -49,26 +55,40 @@ def now() -> str:
 
 
 def record_move(client: MlflowClient, name: str, move: AliasMove) -> None:
-    """One tag per move, its key ordered by time to the nanosecond (and unique)."""
+    """One tag per move, its key ordered by time to the nanosecond (and unique); beyond
+    KEPT_MOVES, the oldest are removed."""
     key = f"{MOVE_TAG_PREFIX}{time.time_ns():020d}.{uuid.uuid4().hex[:6]}"
-    client.set_registered_model_tag(name, key, json.dumps(asdict(move)))
+    client.set_registered_model_tag(name, key, json.dumps(asdict(move), ensure_ascii=False))
+    keys = sorted(
+        k for k in client.get_registered_model(name).tags if k.startswith(MOVE_TAG_PREFIX)
+    )
+    for old in keys[:-KEPT_MOVES]:
+        client.delete_registered_model_tag(name, old)
 
 
 def moves(client: MlflowClient, name: str) -> list[AliasMove]:
-    """Every recorded move of ``name``'s aliases, oldest first."""
-    tags = client.get_registered_model(name).tags
-    return [
-        AliasMove(**json.loads(value))
-        for key, value in sorted(tags.items())
-        if key.startswith(MOVE_TAG_PREFIX)
-    ]
+    """Every recorded move of ``name``'s aliases, oldest first (a tag that is not a move, e.g.
+    edited by hand, is skipped)."""
+    found = []
+    for key, value in sorted(client.get_registered_model(name).tags.items()):
+        if not key.startswith(MOVE_TAG_PREFIX):
+            continue
+        try:
+            found.append(AliasMove(**json.loads(value)))
+        except (ValueError, TypeError):
+            continue
+    return found
 
 
 def current_version(client: MlflowClient, name: str, alias: str) -> str | None:
+    """Where ``alias`` points, None when it points nowhere; any other registry error raises
+    (an unreachable server is not "no champion")."""
     try:
         return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if exc.error_code in NOT_FOUND:
+            return None
+        raise
 
 
 def move_alias(
@@ -112,6 +132,8 @@ def rollback(
     model and both versions with who, when and why."""
     if not reason.strip():
         raise RollbackError('say why: --reason "..." is recorded with the rollback')
+    if len(reason) > TEXT_LIMIT or len(who) > TEXT_LIMIT:
+        raise RollbackError(f"keep the reason and who under {TEXT_LIMIT} characters each")
     current = current_version(client, name, alias)
     if current is None:
         raise RollbackError(f"'{name}' has no '{alias}' alias to roll back")
@@ -137,9 +159,24 @@ def rollback(
             f"'{name}' v{to} cannot be loaded, so it cannot serve: {exc}. The {alias} stays "
             f"v{current}; pick another version with --to"
         ) from exc
+    now_at = current_version(client, name, alias)
+    if now_at != current:  # a promotion moved it while the version was being loaded
+        raise RollbackError(
+            f"the {alias} moved from v{current} to v{now_at} during this rollback; nothing "
+            "changed: look at `history` and run it again"
+        )
     move = move_alias(client, name, alias, to, "rollback", who, reason)
-    said = f"{move.when} by {who}: {reason}"
+    try:
+        _tag_rollback(client, name, move, current, to)
+    except MlflowException as exc:
+        raise RollbackError(
+            f"the {alias} is now v{to}, but recording who and why on the versions failed: {exc}"
+        ) from exc
+    return move
+
+
+def _tag_rollback(client: MlflowClient, name: str, move: AliasMove, current: str, to: str) -> None:
+    said = f"{move.when} by {move.who}: {move.why}"
     client.set_model_version_tag(name, to, ROLLED_BACK_TO_TAG, f"from v{current} at {said}")
     client.set_model_version_tag(name, current, ROLLED_BACK_FROM_TAG, f"to v{to} at {said}")
     client.set_registered_model_tag(name, LAST_ROLLBACK_TAG, f"v{current} -> v{to} at {said}")
-    return move

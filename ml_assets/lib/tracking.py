@@ -22,7 +22,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 import ml_assets
-from ml_assets.lib.alias_history import move_alias
+from ml_assets.lib.alias_history import AliasMove, move_alias, rollback
 from ml_assets.lib.models import ConstantModel, Model
 from ml_assets.lib.names import (
     DATA_FINGERPRINT_TAG,
@@ -239,6 +239,21 @@ class Tracker:
         self.client.update_model_version(name, version.version, description=card)
         return str(version.version)
 
+    def rollback(self, name: str, to: str | None, reason: str, who: str) -> AliasMove:
+        """alias_history.rollback of the champion, under the promotion lock, the version
+        checked to load before the alias moves."""
+        with self.promotion_lock(name):
+            return rollback(
+                self.client,
+                name,
+                CHAMPION_ALIAS,
+                to,
+                reason,
+                who,
+                lambda version: self.load_version(name, version),
+                PROMOTED_TAG,
+            )
+
     def set_champion(
         self,
         name: str,
@@ -322,7 +337,9 @@ class Tracker:
         ref = self.champion_version(name)
         if ref is None:
             return None
-        return ChampionRef(ref[0], ref[1], self._load(f"models:/{name}@{CHAMPION_ALIAS}", ref[0]))
+        # By number, not the alias again: a rollback in between would score with one version
+        # and label the rows with another.
+        return ChampionRef(ref[0], ref[1], self._load(f"models:/{name}/{ref[0]}", ref[0]))
 
     def load_version(self, name: str, version: str) -> ChampionRef:
         """A registered version by number (e.g. the one that scored a day's rows)."""

@@ -125,12 +125,13 @@ def test_promotions_are_recorded_and_a_rollback_goes_back_one_step(
         ("9", "a reason", r"has no version 9; its versions are \['1', '2', '3'\]"),
         ("2", "a reason", "v2 is already the champion"),
         ("1", "  ", "say why"),
+        ("1", "x" * 1001, "under 1000 characters"),
     ],
 )
 def test_a_rollback_that_cannot_be_done_says_why_and_moves_nothing(
     tracker: Tracker, trained_classification: Fitted, to: str, reason: str, message: str
 ) -> None:
-    name = f"refused_{to}_{len(reason)}"
+    name = f"refused_{to}_{len(reason.strip())}_{len(reason)}"
     v1, v2, _ = _register_three(tracker, name, trained_classification)
     tracker.set_champion(name, v2)
     with pytest.raises(RollbackError, match=message):
@@ -170,3 +171,12 @@ def test_a_version_whose_model_no_longer_loads_is_refused(
             PROMOTED_TAG,
         )
     assert tracker.champion_version("gone")[0] == "2"
+
+
+def test_history_skips_a_tag_that_is_not_a_move(
+    tracker: Tracker, trained_classification: Fitted
+) -> None:
+    v1, _, _ = _register_three(tracker, "edited", trained_classification)
+    tracker.set_champion("edited", v1, "run", "first")
+    tracker.client.set_registered_model_tag("edited", "alias_move.by_hand", "not json")
+    assert [m.why for m in moves(tracker.client, "edited")] == ["first"]

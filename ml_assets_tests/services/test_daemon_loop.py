@@ -7,25 +7,24 @@ from __future__ import annotations
 
 import datetime as dt
 import signal
-import socket
 from pathlib import Path
 
 import dagster as dg
 import requests
 
 from ml_assets.defs.monitoring import SCORING_LOOKBACK_DAYS
-from ml_assets_tests.helpers import sensor_ticks, start_process, stop_process_group, wait_for
+from ml_assets_tests.helpers import (
+    free_port,
+    sensor_ticks,
+    start_process,
+    stop_process_group,
+    wait_for,
+)
 from ml_assets_tests.services.conftest import ROOT, Stack, forget_models
 
 TRAIN_DAYS = 14
 LOOKBACK = SCORING_LOOKBACK_DAYS  # the arrival sensor first scores the newest days
 DEADLINE_S = 420
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _runs(instance: dg.DagsterInstance, job: str) -> list[dg.DagsterRun]:
@@ -48,7 +47,7 @@ def test_a_drifted_day_retrains_churn_once_through_the_queue(stack: Stack, tmp_p
 
     # Then the daemon and the webserver, as deploy/README.md starts them.
     log, web_log = tmp_path / "daemon.log", tmp_path / "webserver.log"
-    port = _free_port()
+    port = free_port()
     web_argv = ["dagster-webserver", "-m", "ml_assets.definitions", "-h", "127.0.0.1"]
     daemon_argv = ["dagster-daemon", "run", "-m", "ml_assets.definitions"]
     daemon = start_process(daemon_argv, stack.env, log, ROOT)
