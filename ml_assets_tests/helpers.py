@@ -143,3 +143,16 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def tick_after(instance: dg.DagsterInstance, name: str, after: float) -> Any | None:  # noqa: ANN401
+    """The first finished tick of sensor ``name`` after ``after`` (epoch s), if any: a tick is
+    recorded STARTED when its evaluation begins."""
+    return next(
+        (
+            t
+            for t in sensor_ticks(instance, name)
+            if t.timestamp > after and t.status.value != "STARTED"
+        ),
+        None,
+    )

@@ -20,6 +20,7 @@ from ml_assets_tests.helpers import (
     sensor_ticks,
     start_daemon,
     stop_process_group,
+    tick_after,
     wait_for,
 )
 
@@ -87,15 +88,7 @@ def test_the_daemon_takes_over_and_scores_the_next_days_file(home: Path) -> None
                 "a drift sensor tick after the scoring run",
                 daemon,
                 log,
-                lambda: next(
-                    (
-                        t
-                        for t in sensor_ticks(instance, "retrain_churn_on_drift")
-                        # a tick is recorded STARTED when its evaluation begins
-                        if t.timestamp > finished and t.status.value != "STARTED"
-                    ),
-                    None,
-                ),
+                lambda: tick_after(instance, "retrain_churn_on_drift", finished),
             )
             assert tick.status.value == "SKIPPED", tick
             assert f"{today}: within thresholds" in str(tick.skip_reason)

@@ -15,9 +15,9 @@ import requests
 from ml_assets.defs.monitoring import SCORING_LOOKBACK_DAYS
 from ml_assets_tests.helpers import (
     free_port,
-    sensor_ticks,
     start_process,
     stop_process_group,
+    tick_after,
     wait_for,
 )
 from ml_assets_tests.services.conftest import ROOT, Stack, forget_models
@@ -109,14 +109,7 @@ def test_a_drifted_day_retrains_churn_once_through_the_queue(stack: Stack, tmp_p
                 "a drift sensor tick after the retraining",
                 daemon,
                 log,
-                lambda: next(
-                    (
-                        t
-                        for t in sensor_ticks(instance, "retrain_churn_on_drift")
-                        if t.timestamp > finished and t.status.value != "STARTED"
-                    ),
-                    None,
-                ),
+                lambda: tick_after(instance, "retrain_churn_on_drift", finished),
                 DEADLINE_S,
             )
             assert tick.status.value == "SKIPPED", tick
