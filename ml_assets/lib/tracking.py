@@ -22,7 +22,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 import ml_assets
-from ml_assets.lib.alias_history import AliasMove, move_alias, rollback
+from ml_assets.lib.alias_history import NOT_FOUND, AliasMove, move_alias, rollback
 from ml_assets.lib.models import ConstantModel, Model
 from ml_assets.lib.names import (
     DATA_FINGERPRINT_TAG,
@@ -321,11 +321,15 @@ class Tracker:
         return sorted(resolved, key=int)
 
     def champion_version(self, name: str) -> tuple[str, str] | None:
-        """(version, run_id) of the current champion, or None when there is none."""
+        """(version, run_id) of the current champion, or None when there is none. Any other
+        registry error raises: a tracking server that does not answer is not "no champion"
+        (the gate would compare against nothing and promote)."""
         try:
             mv = self.client.get_model_version_by_alias(name, CHAMPION_ALIAS)
-        except MlflowException:
-            return None
+        except MlflowException as exc:
+            if exc.error_code in NOT_FOUND:
+                return None
+            raise
         return str(mv.version), str(mv.run_id)
 
     def load_champion(self, name: str) -> ChampionRef | None:
