@@ -78,11 +78,12 @@ def step_error_text(result: dg.ExecuteInProcessResult) -> str:
 def start_process(
     argv: list[str], env: dict[str, str], log: Path, cwd: Path | None = None
 ) -> subprocess.Popen[bytes]:
-    """A command of this venv (``argv[0]`` names it) in a session of its own, so that
-    stop_process_group ends it and its children; its output in ``log``."""
+    """A command of this venv (``argv[0]`` names it; else one on PATH, e.g. make) in a session
+    of its own, so that stop_process_group ends it and its children; its output in ``log``."""
+    program = VENV_BIN / argv[0]
     with log.open("w") as out:
         return subprocess.Popen(
-            [str(VENV_BIN / argv[0]), *argv[1:]],
+            [str(program) if program.exists() else argv[0], *argv[1:]],
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import requests
 import statsmodels.api as sm
 
 from ml_assets.definitions import build_definitions
-from ml_assets_tests.helpers import free_port, run_job, stop_process_group
+from ml_assets_tests.helpers import free_port, run_job, start_process, stop_process_group
 
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 120
@@ -34,14 +33,8 @@ def test_the_served_champion_answers_as_its_pyfunc(home: Path, tmp_path: Path) -
     assert run_job(build_definitions(), "train_affairs", dg.DagsterInstance.ephemeral()).success
     port = free_port()
     log = tmp_path / "serve.log"
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            ["make", "-s", "-C", str(ROOT), "serve", "SPEC=affairs", f"PORT={port}"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=dict(os.environ),
-            start_new_session=True,
-        )
+    serve = ["make", "-s", "-C", str(ROOT), "serve", "SPEC=affairs", f"PORT={port}"]
+    server = start_process(serve, dict(os.environ), log)
     url = f"http://127.0.0.1:{port}"
     try:
         end = time.monotonic() + START_TIMEOUT_S
