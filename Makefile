@@ -35,8 +35,11 @@ $(DAGSTER_HOME)/dagster.yaml: | deploy/local/dagster.yaml $(STAMP)
 
 # Train every spec (churn on the first 14 days of its stream), then let 16 more churn days
 # arrive with drift from day 20: the arrival and retraining sensors, scoring, drift reports and
-# the weekly schedule run for real against the same Dagster instance and MLflow registry. The
-# stream starts 30 days ago, so its last day is yesterday and today's file
+# the weekly schedule run for real against the same Dagster instance and MLflow registry. Then
+# a drill: the champion is rolled back, the version rolled back from kept as the challenger,
+# and 6 more days arrive, on which it is scored in the champion's shadow and, once its paired
+# improvement is above 0 after the spec's shadow_days, promoted again. The stream starts 36
+# days ago, so its last day is yesterday and today's file
 # (`python -m ml_assets.cli stream --next`) is left for the daemon under `make ui`.
 demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m ml_assets.cli stream --days 14 --drift-day 20 --restart
@@ -44,6 +47,12 @@ demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	  echo; echo "=== churn: days 14-29 arrive, drift from day 20 (logs: $(DAGSTER_HOME)/simulate.log) ==="; \
 	  $(BIN)/python -m ml_assets.cli simulate --from-day 14 --to-day 30 --drift-day 20 \
 	    2> $(DAGSTER_HOME)/simulate.log || { status=$$?; tail -n 20 $(DAGSTER_HOME)/simulate.log; }; \
+	  echo; echo "=== churn drill: roll back, keep the newer version in the shadow, days 30-35 arrive ==="; \
+	  $(BIN)/python -m ml_assets.cli rollback churn --who "make demo" --keep-as-challenger \
+	    --reason "drill: go back one version and let the shadow prove the newer one" \
+	    2>> $(DAGSTER_HOME)/simulate.log || status=$$?; \
+	  $(BIN)/python -m ml_assets.cli simulate --from-day 30 --to-day 36 --drift-day 20 --no-weekly \
+	    2>> $(DAGSTER_HOME)/simulate.log || { status=$$?; tail -n 20 $(DAGSTER_HOME)/simulate.log; }; \
 	  echo; echo "=== ml_assets summary ==="; $(BIN)/python -m ml_assets.cli summary; exit $$status
 
 # One pytest worker per core (pytest-xdist): the daemon and job tests mostly wait on

@@ -5,6 +5,9 @@
                                       (``--next``: the day after the newest file)
 ``python -m ml_assets.cli simulate``  let days arrive: score, monitor, retrain on drift
 ``python -m ml_assets.cli score``     score a CSV or Parquet file with models:/<spec>@champion
+``python -m ml_assets.cli rollback``  move the champion back (``--keep-as-challenger``)
+``python -m ml_assets.cli challenger`` score a version in the champion's shadow every day
+``python -m ml_assets.cli history``   every recorded move of a spec's aliases
 
 The stream's day 0 is its earliest file in the incoming folder; a new stream (``--restart``)
 starts ``DEMO_DAYS`` days before today, so the demo's days end yesterday and today's file is
@@ -19,66 +22,20 @@ import os
 import sys
 from pathlib import Path
 
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 from upath import UPath
 
-from ml_assets.defs.evaluation import REPORT_ARTIFACT
+from ml_assets.alias_commands import (
+    challenger_command,
+    history_command,
+    rollback_command,
+    spec_named,
+)
 from ml_assets.defs.resources import ArtifactStore, default_data_dir, default_tracking_uri
-from ml_assets.lib import names
-from ml_assets.lib.alias_history import RollbackError, moves
 from ml_assets.lib.churn import ChurnStream
 from ml_assets.lib.data import day_files
-from ml_assets.lib.spec import MLSpec, load_all_specs
-from ml_assets.lib.storage import storage_path
+from ml_assets.lib.spec import load_all_specs
 from ml_assets.lib.tracking import CHAMPION_ALIAS, Tracker
-
-
-def spec_summary(spec: MLSpec, tracker: Tracker) -> list[str]:
-    """Lines describing the latest registered candidate of ``spec`` and the champion."""
-    client: MlflowClient = tracker.client
-    versions = client.search_model_versions(f"name='{spec.name}'")
-    if not versions:
-        return [
-            f"{spec.name}: no registered version yet; run `dagster job execute -m "
-            f"ml_assets.definitions -j {names.train_job(spec.name)}`"
-        ]
-    latest = max(versions, key=lambda v: int(v.version))
-    run = client.get_run(latest.run_id)
-    m, tags, p = run.data.metrics, run.data.tags, spec.primary_metric
-    champion = tracker.champion_version(spec.name)
-    if tags.get(names.PROMOTED_TAG) == "True":
-        model = tags.get(names.MODEL_NAME_TAG)
-        head = f"{spec.name}: CHAMPION is v{latest.version} ({model}), promoted"
-    else:
-        stays = f"champion stays v{champion[0]}" if champion else "there is no champion"
-        head = (
-            f"{spec.name}: v{latest.version} ({tags.get(names.MODEL_NAME_TAG)}) NOT PROMOTED, "
-            f"{stays}. Why: {tags.get(names.GATE_REASONS_TAG, 'gate not applied')}"
-        )
-    report_url = tracker.artifact_url(
-        _mlflow_ui(), run.info.experiment_id, run.info.run_id, REPORT_ARTIFACT
-    )
-    lines = [
-        head,
-        f"  test {p}: {m.get(f'test_{p}', float('nan')):.4f} "
-        f"{spec.evaluation.confidence:.0%} CI "
-        f"[{m.get(f'test_{p}_ci_lower', float('nan')):.4f}, "
-        f"{m.get(f'test_{p}_ci_upper', float('nan')):.4f}]",
-        f"  best baseline ({tags.get(names.BEST_BASELINE_TAG)}) test {p}: "
-        f"{m.get(f'baseline_test_{p}', float('nan')):.4f}",
-        f"  report: {report_url} (under `make ui`; file {tags.get(names.REPORT_PATH_TAG)})",
-        f"  registry: {f'models:/{spec.name}@{CHAMPION_ALIAS}' if champion else 'no champion'}; "
-        f"data {tags.get(names.DATA_FINGERPRINT_TAG)}, code {tags.get(names.CODE_VERSION_TAG)}",
-    ]
-    forecast = storage_path(default_data_dir()) / spec.name / "forecast.parquet"
-    if spec.task == "forecasting" and forecast.exists():
-        lines.append(f"  next {spec.forecast.horizon if spec.forecast else ''} periods: {forecast}")
-    return lines
-
-
-def _mlflow_ui() -> str:
-    return os.environ.get("ML_ASSETS_MLFLOW_UI", "http://127.0.0.1:5000")
+from ml_assets.summary import spec_summary, summary_command  # noqa: F401 (tests import it here)
 
 
 def _incoming_dir(spec_name: str) -> UPath:
@@ -90,7 +47,7 @@ def _incoming_dir(spec_name: str) -> UPath:
     return store.incoming_dir(spec.name, spec.monitoring.incoming)
 
 
-DEMO_DAYS = 30  # make demo: 14 days to train on, then 16 arriving one by one
+DEMO_DAYS = 36  # make demo: 14 days to train on, then 16 arriving, then 6 in the drill
 
 
 def _today() -> dt.date:
@@ -180,16 +137,6 @@ def simulate_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def summary_command(args: argparse.Namespace) -> int:
-    tracker = Tracker(default_tracking_uri())
-    found = load_all_specs(os.environ.get("ML_ASSETS_SPECS"))
-    for spec in found.specs:
-        sys.stdout.write("\n".join(spec_summary(spec, tracker)) + "\n")
-    for path, error in found.broken.items():
-        sys.stdout.write(f"BROKEN SPEC {path}: not loaded, its job fails. {error}\n")
-    return 1 if found.broken else 0
-
-
 def score_command(args: argparse.Namespace) -> int:
     """Rows of a file scored by the spec's registered champion (the alias, as the daily
     scoring does), written to --output: the rows with the score columns and model version."""
@@ -198,7 +145,7 @@ def score_command(args: argparse.Namespace) -> int:
     from ml_assets.lib import data as data_lib
     from ml_assets.lib.tasks import task_for
 
-    spec = _spec_named(args.spec)
+    spec = spec_named(args.spec)
     if spec is None:
         return 2
     source = Path(args.input)
@@ -235,61 +182,6 @@ def score_command(args: argparse.Namespace) -> int:
         counts = scored["predicted_label"].cast(pl.String).value_counts(sort=True)
         shares = ", ".join(f"{k} {n / scored.height:.1%}" for k, n in counts.iter_rows())
         sys.stdout.write(f"predicted classes: {shares}\n")
-    return 0
-
-
-def _spec_named(name: str) -> MLSpec | None:
-    found = load_all_specs(os.environ.get("ML_ASSETS_SPECS"))
-    spec = next((s for s in found.specs if s.name == name), None)
-    if spec is None:
-        known = sorted(s.name for s in found.specs)
-        sys.stderr.write(f"no spec named '{name}'; the specs are {known}\n")
-    return spec
-
-
-def rollback_command(args: argparse.Namespace) -> int:
-    """Move the champion alias back (to --to, else to where it was before), recording who,
-    when and why; refused when that version's model no longer loads."""
-    spec = _spec_named(args.spec)
-    if spec is None:
-        return 2
-    tracker = Tracker(default_tracking_uri())
-    who = args.who or os.environ.get("USER") or os.environ.get("LOGNAME") or "cli"
-    try:
-        move = tracker.rollback(
-            spec.name, None if args.to is None else str(args.to), args.reason, who
-        )
-    except RollbackError as exc:
-        sys.stderr.write(f"rollback of '{spec.name}' refused: {exc}\n")
-        return 2
-    sys.stdout.write(
-        f"'{spec.name}' {CHAMPION_ALIAS}: v{move.from_version} -> v{move.to_version} "
-        f"(by {move.who} at {move.when}: {move.why}); models:/{spec.name}@{CHAMPION_ALIAS} "
-        "and the next scoring run use it\n"
-    )
-    return 0
-
-
-def history_command(args: argparse.Namespace) -> int:
-    """Every recorded move of the spec's aliases, oldest first."""
-    spec = _spec_named(args.spec)
-    if spec is None:
-        return 2
-    tracker = Tracker(default_tracking_uri())
-    try:
-        recorded = moves(tracker.client, spec.name)
-    except MlflowException as exc:
-        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
-            raise
-        sys.stdout.write(f"'{spec.name}' has no registered model yet\n")
-        return 0
-    champion = tracker.champion_version(spec.name)
-    sys.stdout.write(
-        f"'{spec.name}': {CHAMPION_ALIAS} is "
-        f"{f'v{champion[0]}' if champion else 'not set'}; {len(recorded)} recorded move(s)\n"
-    )
-    for move in recorded:
-        sys.stdout.write(move.line() + "\n")
     return 0
 
 
@@ -333,7 +225,20 @@ def _parser() -> argparse.ArgumentParser:
     back.add_argument("--to", type=_positive, help="the version (default: the previous champion)")
     back.add_argument("--reason", required=True, help="why: recorded with the move")
     back.add_argument("--who", help="recorded as who rolled back (default: your user name)")
-    history = commands.add_parser("history", help="every recorded move of a spec's champion")
+    back.add_argument(
+        "--keep-as-challenger",
+        action="store_true",
+        help="score the version rolled back from beside the champion (shadow) from now on",
+    )
+    shadow = commands.add_parser(
+        "challenger", help="score a version beside the champion every day (shadow)"
+    )
+    shadow.add_argument("spec")
+    shadow.add_argument("--version", type=_positive, help="the registered version")
+    shadow.add_argument("--clear", action="store_true", help="take the challenger out")
+    shadow.add_argument("--reason", required=True, help="why: recorded with the move")
+    shadow.add_argument("--who", help="recorded as who set it (default: your user name)")
+    history = commands.add_parser("history", help="every recorded move of a spec's aliases")
     history.add_argument("spec")
     simulate = commands.choices["simulate"]
     simulate.add_argument("--from-day", type=int, default=14)
@@ -351,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         "score": score_command,
         "rollback": rollback_command,
         "history": history_command,
+        "challenger": challenger_command,
     }
     return handlers[args.command](args)
 

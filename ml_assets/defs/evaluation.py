@@ -24,10 +24,11 @@ from ml_assets.lib.names import (
     SEEN_UNTIL_TAG,
     SPEC_DIGEST_TAG,
 )
+from ml_assets.lib.provenance import code_version
 from ml_assets.lib.records import Trained
 from ml_assets.lib.spec import MLSpec
 from ml_assets.lib.tasks import task_for
-from ml_assets.lib.tracking import ChampionLoadError, Tracker, code_version
+from ml_assets.lib.tracking import ChampionLoadError, Tracker
 
 REPORT_ARTIFACT = "evaluation_report.html"
 

@@ -12,11 +12,12 @@ import polars as pl
 from ml_assets.defs import executors
 from ml_assets.defs.resources import ArtifactStore, MlflowResource, write_text_atomic
 from ml_assets.defs.scoring import predictions_asset
+from ml_assets.defs.shadow import shadow_assets, shadow_keys
 from ml_assets.defs.shared import daily_partitions, key, monitoring_start
 from ml_assets.lib import data as data_lib
 from ml_assets.lib import drift as drift_lib
-from ml_assets.lib import evaluation as eval_lib
 from ml_assets.lib import names
+from ml_assets.lib import realized as realized_lib
 from ml_assets.lib import report as report_lib
 from ml_assets.lib import validation as val_lib
 from ml_assets.lib.metrics import Estimate, get_metric
@@ -49,7 +50,7 @@ def monitoring_defs(spec: MLSpec, train_job: Any) -> dg.Definitions:
         "decides whether the candidate replaces the champion",
     )
     return dg.Definitions(
-        assets=[predictions_asset(spec), _drift_report(spec)],
+        assets=[predictions_asset(spec), _drift_report(spec), *shadow_assets(spec)],
         jobs=[score_job],
         schedules=[weekly],
         sensors=[_score_on_arrival(spec, score_job), _retrain_on_drift(spec)],
@@ -58,7 +59,9 @@ def monitoring_defs(spec: MLSpec, train_job: Any) -> dg.Definitions:
 
 def scoring_keys(spec: MLSpec) -> list[dg.AssetKey]:
     """The daily-partitioned assets, which the train job leaves out."""
-    return [key(spec, "predictions"), key(spec, "drift_report")] if spec.monitoring else []
+    if spec.monitoring is None:
+        return []
+    return [key(spec, "predictions"), key(spec, "drift_report"), *shadow_keys(spec)]
 
 
 def _drift_report(spec: MLSpec) -> dg.AssetsDefinition:
@@ -117,7 +120,7 @@ def _drift_report(spec: MLSpec) -> dg.AssetsDefinition:
         result = drift_lib.verdict(
             table,
             drift_lib.psi_numeric(*scores),
-            eval_lib.realized_performance(spec, predictions, scored_by.model, day_scores),
+            realized_lib.realized_performance(spec, predictions, scored_by.model, day_scores),
             champion_ci,
             metric.greater_is_better,
             monitoring.max_drifted_share,

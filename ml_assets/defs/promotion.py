@@ -16,7 +16,7 @@ from ml_assets.lib.names import (
     promotion_pool,
 )
 from ml_assets.lib.spec import MLSpec
-from ml_assets.lib.tracking import Tracker
+from ml_assets.lib.tracking import CHALLENGER_ALIAS, Tracker
 
 
 def champion_asset(spec: MLSpec) -> dg.AssetsDefinition:
@@ -97,14 +97,22 @@ def _promote(
             f"{_v(current_version)} during this run; re-run to compare against it"
         ]
     promoted = not reasons
+    who = f"Dagster run {context.run_id}"
     if promoted:
-        tracker.set_champion(
-            spec.name, version, f"Dagster run {context.run_id}", "passed every gate criterion"
+        tracker.set_champion(spec.name, version, who, "passed every gate criterion")
+        # A challenger was in the shadow of the champion just replaced.
+        tracker.remove_alias(
+            spec.name, CHALLENGER_ALIAS, "retired", who, f"v{version} was promoted by the gate"
         )
         context.log.info(f"'{spec.name}' v{version} is now champion")
     else:
         context.log.error(f"'{spec.name}' v{version} NOT promoted: " + "; ".join(reasons))
     said = "; ".join(reasons) or "all criteria passed"
+    if not promoted and _challenger(spec, decision, reasons):
+        why = f"passed every absolute criterion; {said}"
+        tracker.set_alias(spec.name, CHALLENGER_ALIAS, version, "challenger", who, why[:1000])
+        said += f"; now the {CHALLENGER_ALIAS}, scored in the champion's shadow every day"
+        context.log.warning(f"'{spec.name}' v{version} is the {CHALLENGER_ALIAS} from now on")
     # The registry tells why, on the version itself, not only on its training run.
     tracker.client.set_model_version_tag(spec.name, version, PROMOTED_TAG, str(promoted))
     tracker.client.set_model_version_tag(spec.name, version, GATE_REASONS_TAG, said)
@@ -121,6 +129,16 @@ def _promote(
     champion_now = version if promoted else current_version
     description = "promoted to champion" if promoted else "NOT promoted: " + "; ".join(reasons)
     yield from _results(spec, outcome, version, promoted, champion_now, reasons, description)
+
+
+def _challenger(spec: MLSpec, decision: gate_lib.GateDecision, reasons: list[str]) -> bool:
+    """A version refused only for its comparison with the champion on the test rows becomes
+    the challenger, when the spec scores daily (its shadow needs the days to come)."""
+    return (
+        spec.monitoring is not None
+        and reasons == decision.reasons
+        and decision.fails_only_champion_comparison
+    )
 
 
 def _v(version: str | None) -> str:

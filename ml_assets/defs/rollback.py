@@ -14,6 +14,8 @@ class RollbackConfig(dg.Config):
     reason: str  # recorded with the move
     to: int | None = None  # the version; unset: where the champion was before
     who: str | None = None  # unset: the run's dagster/user tag if it has one, else the run
+    # The version rolled back from becomes the challenger, scored beside the champion daily.
+    keep_as_challenger: bool = False
 
 
 def rollback_job(spec: MLSpec) -> dg.JobDefinition:
@@ -25,11 +27,21 @@ def rollback_job(spec: MLSpec) -> dg.JobDefinition:
     def rollback_champion(
         context: dg.OpExecutionContext, config: RollbackConfig, mlflow: MlflowResource
     ) -> None:
+        if config.keep_as_challenger and spec.monitoring is None:
+            raise dg.Failure(
+                description=f"'{spec.name}' has no monitoring section: nothing would score a "
+                "challenger; set keep_as_challenger: false",
+                allow_retries=False,
+            )
         tracker = mlflow.tracker()
         who = config.who or context.run.tags.get("dagster/user") or f"Dagster run {context.run_id}"
         try:
             move = tracker.rollback(
-                spec.name, None if config.to is None else str(config.to), config.reason, who
+                spec.name,
+                None if config.to is None else str(config.to),
+                config.reason,
+                who,
+                shadow=config.keep_as_challenger,
             )
         except RollbackError as exc:
             raise dg.Failure(

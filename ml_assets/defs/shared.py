@@ -11,8 +11,8 @@ from ml_assets.lib import data as data_lib
 from ml_assets.lib import report as report_lib
 from ml_assets.lib import validation as val_lib
 from ml_assets.lib.names import CODE_VERSION_TAG, DATA_FINGERPRINT_TAG, SPEC_DIGEST_TAG
+from ml_assets.lib.provenance import code_version, git_commit
 from ml_assets.lib.spec import MLSpec
-from ml_assets.lib.tracking import code_version, git_commit
 
 TRAIN_AND_VALIDATION = {SPLITS_METADATA_KEY: ["train", "validation"]}
 # The report reads every split: test rows to score, the others to check that the models were

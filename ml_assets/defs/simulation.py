@@ -33,6 +33,7 @@ class DayOutcome:
     sensor: str
     requested: dg.RunRequest | None = None
     retrain: dict[str, Any] | None = None
+    shadow: dict[str, Any] = field(default_factory=dict)  # shadow_comparison's metadata
 
 
 @dataclass
@@ -138,6 +139,8 @@ def _line(outcome: DayOutcome) -> str:
         f"prediction PSI {float(d.get('prediction_psi', 0.0)):.3f}  realized {realized}  "
         f"retrain recommended: {d.get('retrain_recommended')}\n    sensor: {outcome.sensor}"
     )
+    if outcome.shadow:
+        text += f"\n    shadow: {outcome.shadow.get('summary')}: {outcome.shadow.get('outcome')}"
     if outcome.retrain is not None:
         text += "\n    " + _train_line(outcome.retrain)
     return text
@@ -198,7 +201,14 @@ def simulate(
             if request
             else tick.skip_message or "no request"
         )
-        outcome = DayOutcome(day, stage_metadata(scored, "drift_report"), message, request, retrain)
+        outcome = DayOutcome(
+            day,
+            stage_metadata(scored, "drift_report"),
+            message,
+            request,
+            retrain,
+            stage_metadata(scored, "shadow_comparison"),
+        )
         out.days.append(outcome)
         say(_line(outcome))
     if weekly_retrain and days:

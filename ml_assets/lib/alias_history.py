@@ -35,16 +35,17 @@ class RollbackError(ValueError):
 class AliasMove:
     alias: str
     from_version: str | None
-    to_version: str
-    action: str  # "promotion", "rollback", ...
+    to_version: str | None  # None: the alias was removed
+    action: str  # "promotion", "rollback", "challenger", "retired", ...
     who: str
     when: str  # ISO 8601, UTC
     why: str
 
     def line(self) -> str:
-        came = f"v{self.from_version}" if self.from_version else "no champion"
+        came = f"v{self.from_version}" if self.from_version else f"no {self.alias}"
+        went = f"v{self.to_version}" if self.to_version else "removed"
         return (
-            f"{self.when}  {self.action:<10} {self.alias}: {came} -> v{self.to_version}  "
+            f"{self.when}  {self.action:<10} {self.alias}: {came} -> {went}  "
             f"by {self.who}: {self.why}"
         )
 
@@ -99,6 +100,19 @@ def move_alias(
         alias, current_version(client, name, alias), str(version), action, who, now(), why
     )
     client.set_registered_model_alias(name, alias, version)
+    record_move(client, name, move)
+    return move
+
+
+def remove_alias(
+    client: MlflowClient, name: str, alias: str, action: str, who: str, why: str
+) -> AliasMove | None:
+    """Remove ``alias`` and record the move; None (nothing recorded) when it points nowhere."""
+    current = current_version(client, name, alias)
+    if current is None:
+        return None
+    client.delete_registered_model_alias(name, alias)
+    move = AliasMove(alias, current, None, action, who, now(), why)
     record_move(client, name, move)
     return move
 

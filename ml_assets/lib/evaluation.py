@@ -115,11 +115,11 @@ def _score_model(
     for name in spec.all_metrics:
         metric = get_metric(name)
         values = labels if metric.kind == "label" else scores
-        metrics[name] = _ci(spec, metric, y, values)
+        metrics[name] = estimate(spec, metric, y, values)
     return Scored(model.name, role, model.family, scores, labels, metrics)
 
 
-def _ci(spec: MLSpec, metric: Metric, y: np.ndarray, values: np.ndarray) -> Estimate:
+def estimate(spec: MLSpec, metric: Metric, y: np.ndarray, values: np.ndarray) -> Estimate:
     """``metric`` with its CI as the spec's evaluation settings ask (bootstrap or, above
     ``bootstrap_max_rows``, influence-function intervals)."""
     cfg = spec.evaluation
@@ -127,6 +127,24 @@ def _ci(spec: MLSpec, metric: Metric, y: np.ndarray, values: np.ndarray) -> Esti
         metric,
         y,
         values,
+        cfg.bootstrap_samples,
+        cfg.confidence,
+        spec.split.seed,
+        cfg.bootstrap_max_rows,
+    )
+
+
+def paired_estimate(
+    spec: MLSpec, metric: Metric, y: np.ndarray, new: np.ndarray, ref: np.ndarray
+) -> Estimate:
+    """The paired improvement of ``new`` over ``ref`` in ``metric`` (above 0: ``new`` is
+    better), with its CI as the spec's evaluation settings ask."""
+    cfg = spec.evaluation
+    return intervals.paired_improvement(
+        metric,
+        y,
+        new,
+        ref,
         cfg.bootstrap_samples,
         cfg.confidence,
         spec.split.seed,
@@ -151,16 +169,8 @@ def evaluate(
     cfg, seed = spec.evaluation, spec.split.seed
 
     def paired(other: Scored) -> Estimate:
-        new, ref = _pick(primary.kind, cand), _pick(primary.kind, other)
-        return intervals.paired_improvement(
-            primary,
-            y,
-            new,
-            ref,
-            cfg.bootstrap_samples,
-            cfg.confidence,
-            seed,
-            cfg.bootstrap_max_rows,
+        return paired_estimate(
+            spec, primary, y, _pick(primary.kind, cand), _pick(primary.kind, other)
         )
 
     champ = _score_model(spec, champion, "champion", test, y) if champion else None
@@ -268,7 +278,7 @@ def per_group_metrics(
             np.quantile(cand.scores, [0.25, 0.5, 0.75]), cand.scores, side="right"
         )
         segments["predicted_quartile"] = quartile + 1
-    metric, cfg = get_metric(spec.primary_metric), spec.evaluation
+    metric = get_metric(spec.primary_metric)
     rows: list[dict[str, object]] = []
     for column, values in segments.items():
         for value in sorted(set(values.tolist()), key=str):
@@ -276,27 +286,21 @@ def per_group_metrics(
             row: dict[str, object] = {"group": column, "value": str(value), "rows": int(mask.sum())}
             defined = metric.kind != "score" or len(np.unique(y[mask])) > 1
             new, old = _pick(metric.kind, cand)[mask], _pick(metric.kind, ref)[mask]
-            estimates = {
-                f"candidate_{metric.name}": _ci(spec, metric, y[mask], new) if defined else None,
-                f"baseline_{metric.name}": _ci(spec, metric, y[mask], old) if defined else None,
-                "improvement": intervals.paired_improvement(
-                    metric,
-                    y[mask],
-                    new,
-                    old,
-                    cfg.bootstrap_samples,
-                    cfg.confidence,
-                    spec.split.seed,
-                    cfg.bootstrap_max_rows,
+            names = (f"candidate_{metric.name}", f"baseline_{metric.name}", "improvement")
+            found = (
+                (
+                    estimate(spec, metric, y[mask], new),
+                    estimate(spec, metric, y[mask], old),
+                    paired_estimate(spec, metric, y[mask], new, old),
                 )
                 if defined
-                else None,
-            }
-            for name, estimate in estimates.items():
-                nan = float("nan")
-                row[name] = estimate.value if estimate else nan
-                row[f"{name}_lower"] = estimate.lower if estimate else nan
-                row[f"{name}_upper"] = estimate.upper if estimate else nan
+                else (None, None, None)
+            )
+            nan = float("nan")
+            for name, est in zip(names, found, strict=True):
+                row[name] = est.value if est else nan
+                row[f"{name}_lower"] = est.lower if est else nan
+                row[f"{name}_upper"] = est.upper if est else nan
             row["note"] = "" if defined else f"one class only: {metric.name} undefined"
             rows.append(row)
     return pl.DataFrame(rows) if rows else pl.DataFrame()
@@ -367,22 +371,3 @@ def tracking_metrics(ev: Evaluation) -> dict[str, float]:
             f"improvement_vs_champion_{p}_ci_upper": ev.vs_champion.upper,
         }
     return out
-
-
-def realized_performance(
-    spec: MLSpec, rows: pl.DataFrame, model: Model, scores: np.ndarray, min_labels: int = 30
-) -> Estimate | None:
-    """The model's primary metric on the rows whose labels have arrived, with a bootstrap CI;
-    None when too few are labelled (or, for ranking metrics, only one class is)."""
-    if spec.target not in rows.columns:
-        return None
-    labelled = rows[spec.target].is_not_null().to_numpy()
-    metric = get_metric(spec.primary_metric)
-    if labelled.sum() < min_labels:
-        return None
-    subset = rows.filter(pl.Series(labelled))
-    if metric.kind == "score" and subset[spec.target].n_unique() < 2:
-        return None
-    y = target_of(spec, subset, model)
-    values = model.labels(scores[labelled]) if metric.kind == "label" else scores[labelled]
-    return _ci(spec, metric, y, values)

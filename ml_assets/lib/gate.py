@@ -36,6 +36,12 @@ class GateDecision:
         """Why the candidate was not promoted (empty when it was)."""
         return [f"{c.name}: {c.detail}" for c in self.criteria if not c.passed]
 
+    @property
+    def fails_only_champion_comparison(self) -> bool:
+        """Every criterion passed but the comparison with the champion on the test rows: a
+        challenger, worth scoring in the champion's shadow on the days to come."""
+        return {c.name for c in self.criteria if not c.passed} == {NOT_WORSE_THAN_CHAMPION}
+
     def markdown(self) -> str:
         lines = ["| criterion | passed | detail |", "|---|---|---|"]
         lines += [
@@ -44,15 +50,14 @@ class GateDecision:
         return "\n".join(lines)
 
 
-def decide(
-    evaluation: Evaluation, criteria: SuccessCriteria, extra: tuple[Criterion, ...] = ()
-) -> GateDecision:
-    """Apply every success criterion, the baseline test and the champion test."""
-    primary = get_metric(evaluation.primary)
-    cand, base = evaluation.candidate.metrics, evaluation.baseline.metrics
-    checks: list[Criterion] = []
+def threshold_criteria(
+    values: Mapping[str, float], criteria: SuccessCriteria, where: str
+) -> list[Criterion]:
+    """One criterion per threshold of the spec's success criteria, on ``values`` (the test
+    metrics at training, the realized ones in shadow)."""
+    checks = []
     for name, bound in criteria.thresholds.items():
-        value = cand[name].value
+        value = values[name]
         ok = (bound.min is None or value >= bound.min) and (bound.max is None or value <= bound.max)
         want = " and ".join(
             s
@@ -63,8 +68,20 @@ def decide(
             if s
         )
         checks.append(
-            Criterion(f"threshold_{name}", ok, f"test {name} {value:.4f}, required {want}")
+            Criterion(f"threshold_{name}", ok, f"{where} {name} {value:.4f}, required {want}")
         )
+    return checks
+
+
+def decide(
+    evaluation: Evaluation, criteria: SuccessCriteria, extra: tuple[Criterion, ...] = ()
+) -> GateDecision:
+    """Apply every success criterion, the baseline test and the champion test."""
+    primary = get_metric(evaluation.primary)
+    cand, base = evaluation.candidate.metrics, evaluation.baseline.metrics
+    checks = threshold_criteria(
+        {name: cand[name].value for name in criteria.thresholds}, criteria, "test"
+    )
     rel = relative_improvement(primary, cand[primary.name].value, base[primary.name].value)
     checks.append(
         Criterion(
@@ -113,7 +130,7 @@ def decide(
         d = evaluation.vs_champion
         checks.append(
             Criterion(
-                "not_worse_than_champion",
+                NOT_WORSE_THAN_CHAMPION,
                 d.value >= 0,
                 f"improvement over current champion '{evaluation.champion.name}' in "
                 f"{primary.name} {d.fmt()} on the same test rows; must be >= 0",
@@ -137,6 +154,7 @@ def decide(
 
 
 IDENTICAL_TO_CHAMPION = "differs_from_champion"
+NOT_WORSE_THAN_CHAMPION = "not_worse_than_champion"
 
 
 def same_training_as_champion(

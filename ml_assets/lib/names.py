@@ -24,6 +24,7 @@ MODEL_NAME_TAG = "model_name"
 DATA_FINGERPRINT_TAG = "data_fingerprint"
 CODE_VERSION_TAG = "code_version"
 SPEC_DIGEST_TAG = "spec_digest"
+SHADOW_TAG = "shadow_comparison"  # what the shadow comparison decided for a challenger
 SEEN_UNTIL_TAG = "data_until"  # the latest time among a model's training rows
 
 

@@ -285,6 +285,13 @@ class MonitoringConfig(Strict):
     max_psi: float = Field(0.5, gt=0, description="retrain when any feature's PSI exceeds this")
     cooldown_hours: float = Field(24.0, ge=0, description="least time between drift retrainings")
     retrain_cron: str = Field("0 3 * * 1", description="weekly safety-net retraining (cron)")
+    shadow_days: int | None = Field(
+        None,
+        ge=1,
+        description="promote the challenger (scored in the champion's shadow every day) once "
+        "this many of its shadow days have labels and its paired improvement's CI is above 0; "
+        "retire it if by then the CI is below 0. Omitted: the comparison is reported only",
+    )
 
 
 class FairnessConfig(Strict):

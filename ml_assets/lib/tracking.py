@@ -3,26 +3,28 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
-import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache, cached_property
+from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 import mlflow
-import numpy as np
 import polars as pl
 from filelock import FileLock
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
-import ml_assets
-from ml_assets.lib.alias_history import NOT_FOUND, AliasMove, move_alias, rollback
+from ml_assets.lib.alias_history import (
+    NOT_FOUND,
+    AliasMove,
+    current_version,
+    move_alias,
+    remove_alias,
+    rollback,
+)
 from ml_assets.lib.models import ConstantModel, Model
 from ml_assets.lib.names import (
     DATA_FINGERPRINT_TAG,
@@ -31,39 +33,20 @@ from ml_assets.lib.names import (
     PROMOTED_TAG,
     SEEN_UNTIL_TAG,
 )
+
+# Pickled models of earlier versions name PyfuncModel in this module.
+from ml_assets.lib.pyfunc import PyfuncModel, requirements, served  # noqa: F401
 from ml_assets.lib.records import LoggedModel, Trained  # noqa: F401 (Trained: pickles name it here)
 
 log = logging.getLogger(__name__)
 
 CHAMPION_ALIAS = "champion"
+# A version scored in the champion's shadow (lib/shadow.py), never served.
+CHALLENGER_ALIAS = "challenger"
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_DEVELOPMENT = "custom_model_development"
 REFERENCE_DIR = "reference"
 REFERENCE_FILE = "train_sample.parquet"
-PACKAGE_DIR = Path(ml_assets.__file__).resolve().parent
-
-
-@cache
-def code_version() -> str:
-    """Package version plus a hash of every source and spec file: same code, same value."""
-    digest = hashlib.sha256()
-    for path in sorted(PACKAGE_DIR.rglob("*")):
-        if path.suffix in {".py", ".yaml"} and "__pycache__" not in path.parts:
-            digest.update(path.relative_to(PACKAGE_DIR).as_posix().encode())
-            digest.update(path.read_bytes())
-    return f"{ml_assets.__version__}+{digest.hexdigest()[:12]}"
-
-
-@cache
-def git_commit() -> str:
-    """The git commit of the checkout the package runs from, or 'unknown'."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=PACKAGE_DIR, capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
 def run_name(experiment: str, model: Model, tags: dict[str, str]) -> str:
@@ -74,31 +57,6 @@ def run_name(experiment: str, model: Model, tags: dict[str, str]) -> str:
         return f"{name} · data to {until}"
     fingerprint = tags.get(DATA_FINGERPRINT_TAG, "")
     return f"{name} · data {fingerprint[:8]}" if fingerprint else name
-
-
-class PyfuncModel(mlflow.pyfunc.PythonModel):
-    """Serves an ml_assets Model through MLflow's pyfunc interface: P(positive) or the value
-    per row, or for more than two classes a frame with one probability column per class,
-    named by the class."""
-
-    # Inputs are validated against the logged signature, not against predict()'s type hints.
-    _skip_type_hint_validation = True
-
-    def __init__(self, model: Model) -> None:
-        self.model = model
-
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
-        return served(self.model, self.model.predict(pl.from_pandas(model_input)))
-
-
-def served(model: Model, scores: np.ndarray) -> Any:
-    """What the pyfunc answers for ``scores``: the scores, or for K classes a pandas frame
-    of one probability column per class name."""
-    if model.classes is None:
-        return scores
-    import pandas as pd
-
-    return pd.DataFrame(scores, columns=[str(c) for c in model.classes])
 
 
 class ChampionLoadError(RuntimeError):
@@ -198,7 +156,7 @@ class Tracker:
                 python_model=PyfuncModel(model),
                 signature=signature,
                 input_example=sample,
-                pip_requirements=_requirements(),
+                pip_requirements=requirements(),
             )
             if reference is not None:
                 with tempfile.TemporaryDirectory() as tmp:
@@ -239,11 +197,14 @@ class Tracker:
         self.client.update_model_version(name, version.version, description=card)
         return str(version.version)
 
-    def rollback(self, name: str, to: str | None, reason: str, who: str) -> AliasMove:
+    def rollback(
+        self, name: str, to: str | None, reason: str, who: str, shadow: bool = False
+    ) -> AliasMove:
         """alias_history.rollback of the champion, under the promotion lock, the version
-        checked to load before the alias moves."""
+        checked to load before the alias moves; with ``shadow``, the version rolled back
+        from becomes the challenger (scored beside the champion, to prove itself again)."""
         with self.promotion_lock(name):
-            return rollback(
+            move = rollback(
                 self.client,
                 name,
                 CHAMPION_ALIAS,
@@ -253,6 +214,12 @@ class Tracker:
                 lambda version: self.load_version(name, version),
                 PROMOTED_TAG,
             )
+            if shadow and move.from_version:
+                why = f"rolled back from, kept in the shadow: {reason}"
+                move_alias(
+                    self.client, name, CHALLENGER_ALIAS, move.from_version, "challenger", who, why
+                )
+            return move
 
     def set_champion(
         self,
@@ -264,6 +231,22 @@ class Tracker:
     ) -> None:
         """Point the champion alias at ``version``, the move recorded on the registered model."""
         move_alias(self.client, name, CHAMPION_ALIAS, version, action, who, why or action)
+
+    def alias_version(self, name: str, alias: str) -> str | None:
+        """The version ``alias`` points at, None when none (other registry errors raise)."""
+        return current_version(self.client, name, alias)
+
+    def set_alias(
+        self, name: str, alias: str, version: str, action: str, who: str, why: str
+    ) -> AliasMove:
+        """Point any alias (the challenger, say) at ``version``, the move recorded."""
+        return move_alias(self.client, name, alias, version, action, who, why)
+
+    def remove_alias(
+        self, name: str, alias: str, action: str, who: str, why: str
+    ) -> AliasMove | None:
+        """Remove ``alias``, the move recorded; None when it pointed nowhere."""
+        return remove_alias(self.client, name, alias, action, who, why)
 
     def end_orphan_runs(self, experiment: str, finished: Callable[[str, float], bool]) -> list[str]:
         """MLflow runs of ``experiment`` still RUNNING whose Dagster run has ended
@@ -405,11 +388,3 @@ def _flat_params(model: Model) -> dict[str, str]:
     if isinstance(model, ConstantModel):  # a baseline's run has no model: its value is here
         params["value"] = model.value
     return {k: str(v)[:500] for k, v in params.items()}
-
-
-@cache
-def _requirements() -> list[str]:
-    from importlib.metadata import version
-
-    pkgs = ["polars", "numpy", "lightgbm", "statsmodels", "scikit-learn", "mlflow", "pyarrow"]
-    return [f"{p}=={version(p)}" for p in pkgs] + ["ml_assets"]

@@ -24,7 +24,13 @@ def defs() -> dg.Definitions:
     return build_definitions()
 
 
-MONITORED_STAGES = [*STAGES, "predictions", "drift_report"]
+MONITORED_STAGES = [
+    *STAGES,
+    "predictions",
+    "drift_report",
+    "shadow_predictions",
+    "shadow_comparison",
+]
 
 
 @pytest.mark.parametrize(
@@ -59,12 +65,18 @@ def test_train_all_covers_every_spec(defs: dg.Definitions) -> None:
     for spec in ("affairs", "doctor_visits", "party", "co2", "churn"):
         assert f"{spec}__champion_model" in nodes
     # Daily scoring is partitioned and runs in its own job, never inside training.
-    assert "churn__predictions" not in nodes and "churn__drift_report" not in nodes
+    for stage in ("predictions", "drift_report", "shadow_predictions", "shadow_comparison"):
+        assert f"churn__{stage}" not in nodes
 
 
 def test_monitored_spec_has_its_production_loop(defs: dg.Definitions) -> None:
     score = defs.resolve_job_def("score_churn")
-    assert {n.name for n in score.graph.node_defs} == {"churn__predictions", "churn__drift_report"}
+    assert {n.name for n in score.graph.node_defs} == {
+        "churn__predictions",
+        "churn__drift_report",
+        "churn__shadow_predictions",
+        "churn__shadow_comparison",
+    }
     assert score.partitions_def is not None
     for name, job in (
         ("score_churn_on_arrival", "score_churn"),

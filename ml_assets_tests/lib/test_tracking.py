@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import mlflow
@@ -10,13 +9,7 @@ import numpy as np
 import pytest
 
 from ml_assets.lib.models import validation_metrics
-from ml_assets.lib.tracking import (
-    CHAMPION_ALIAS,
-    LoggedModel,
-    Tracker,
-    code_version,
-    git_commit,
-)
+from ml_assets.lib.tracking import CHAMPION_ALIAS, LoggedModel, Tracker
 from ml_assets_tests.lib.conftest import Fitted
 
 
@@ -163,16 +156,3 @@ def test_run_and_artifact_urls_open_the_model_training_view() -> None:
         "http://localhost:5000/#/experiments/3/runs/abc/artifactPath/r.html"
         "?workflowType=machine_learning"
     )
-
-
-def test_code_version_is_stable() -> None:
-    first = code_version()
-    code_version.cache_clear()  # recompute from the files, not from the cache
-    second = code_version()
-    assert first == second
-    assert re.fullmatch(r"0\.1\.0\+[0-9a-f]{12}", first)
-
-
-def test_git_commit_is_a_sha_or_unknown() -> None:
-    commit = git_commit()
-    assert commit == "unknown" or re.fullmatch(r"[0-9a-f]{40}", commit)
