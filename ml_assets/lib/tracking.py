@@ -214,6 +214,9 @@ class Tracker:
                 lambda version: self.load_version(name, version),
                 PROMOTED_TAG,
             )
+            if current_version(self.client, name, CHALLENGER_ALIAS) == move.to_version:
+                # The challenger is the champion now: nothing is left to shadow it with.
+                remove_alias(self.client, name, CHALLENGER_ALIAS, "promoted", who, "rolled back to")
             if shadow and move.from_version:
                 why = f"rolled back from, kept in the shadow: {reason}"
                 move_alias(

@@ -170,3 +170,17 @@ def test_a_retired_challenger_loses_its_alias_and_the_champion_stays(
     waiting = _comparison(Estimate(0.05, 0.02, 0.08), 1)
     said = shadow.apply(tracker, name, waiting, shadow.decide(waiting, 3, CRITERIA), "run")
     assert said.startswith("keep shadowing")  # nothing to do before the days are in
+
+
+def test_rolling_back_to_the_challenger_takes_its_alias_away(
+    tracker: Tracker, trained_classification: Fitted
+) -> None:
+    t, name = trained_classification, "shadow_rollback"
+    _two_versions(tracker, t, name)
+    tracker.rollback(name, "2", "the challenger is the better one", "alice")
+    assert tracker.alias_version(name, CHAMPION_ALIAS) == "2"
+    assert tracker.alias_version(name, CHALLENGER_ALIAS) is None
+    # Kept as challenger the other way round: the version rolled back from.
+    tracker.rollback(name, "1", "back again", "alice", shadow=True)
+    assert tracker.alias_version(name, CHALLENGER_ALIAS) == "2"
+    assert moves(tracker.client, name)[-1].why == "rolled back from, kept in the shadow: back again"
