@@ -10,7 +10,7 @@ import sys
 from mlflow.exceptions import MlflowException
 
 from ml_assets.defs.resources import default_tracking_uri
-from ml_assets.lib.alias_history import RollbackError, moves
+from ml_assets.lib.alias_history import RollbackError, moves, record_problem
 from ml_assets.lib.spec import MLSpec, load_all_specs
 from ml_assets.lib.tracking import CHALLENGER_ALIAS, CHAMPION_ALIAS, ChampionLoadError, Tracker
 
@@ -74,29 +74,35 @@ def challenger_command(args: argparse.Namespace) -> int:
     if spec.monitoring is None:
         sys.stderr.write(f"'{spec.name}' has no monitoring section: nothing scores it daily\n")
         return 2
-    tracker = Tracker(default_tracking_uri())
     who = _who(args)
-    if args.clear:
-        move = tracker.remove_alias(spec.name, CHALLENGER_ALIAS, "retired", who, args.reason)
-        said = f"v{move.from_version} is no longer the" if move else "there was no"
-        sys.stdout.write(f"'{spec.name}': {said} {CHALLENGER_ALIAS}\n")
-        return 0
-    if args.version is None:
-        sys.stderr.write("name the version with --version N (or --clear)\n")
+    problem = record_problem(args.reason, who)
+    if problem is not None:
+        sys.stderr.write(f"'{spec.name}' {CHALLENGER_ALIAS} not changed: {problem}\n")
         return 2
-    version = str(args.version)
-    try:
-        champion = tracker.champion_version(spec.name)
-        if champion is not None and champion[0] == version:
-            raise ChampionLoadError(version, "it is the champion")
-        tracker.load_version(spec.name, version)
-    except ChampionLoadError as exc:
-        sys.stderr.write(f"v{version} of '{spec.name}' cannot be the {CHALLENGER_ALIAS}: {exc}\n")
+    if args.clear == (args.version is not None):
+        sys.stderr.write("name the version with --version N, or take it out with --clear\n")
         return 2
-    tracker.set_alias(spec.name, CHALLENGER_ALIAS, version, "challenger", who, args.reason)
+    tracker = Tracker(default_tracking_uri())
+    # As promotions and the shadow's own moves do: one at a time.
+    with tracker.promotion_lock(spec.name):
+        if args.clear:
+            move = tracker.remove_alias(spec.name, CHALLENGER_ALIAS, "retired", who, args.reason)
+            said = f"v{move.from_version} is no longer the" if move else "there was no"
+            sys.stdout.write(f"'{spec.name}': {said} {CHALLENGER_ALIAS}\n")
+            return 0
+        version = str(args.version)
+        refused = _not_a_challenger(spec, tracker, version)
+        if refused is not None:
+            sys.stderr.write(f"v{version} of '{spec.name}' cannot be the {CHALLENGER_ALIAS}: ")
+            sys.stderr.write(refused + "\n")
+            return 2
+        move = tracker.set_alias(
+            spec.name, CHALLENGER_ALIAS, version, "challenger", who, args.reason
+        )
+    replaced = f" (in place of v{move.from_version})" if move.from_version else ""
     sys.stdout.write(
-        f"'{spec.name}' {CHALLENGER_ALIAS}: v{version}, scored beside the champion from the "
-        "next day"
+        f"'{spec.name}' {CHALLENGER_ALIAS}: v{version}{replaced}, scored beside the champion "
+        "from the next day"
         + (
             f"; promoted after {spec.monitoring.shadow_days} labelled day(s) if it beats it "
             "(monitoring.shadow_days)\n"
@@ -105,6 +111,24 @@ def challenger_command(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def _not_a_challenger(spec: MLSpec, tracker: Tracker, version: str) -> str | None:
+    """Why ``version`` cannot shadow the champion (None: it can)."""
+    known = sorted(
+        (str(v.version) for v in tracker.client.search_model_versions(f"name='{spec.name}'")),
+        key=int,
+    )
+    if version not in known:
+        return f"there is no such version; the registered versions are {known}"
+    champion = tracker.champion_version(spec.name)
+    if champion is not None and champion[0] == version:
+        return "it is the champion; a challenger is another version"
+    try:
+        tracker.load_version(spec.name, version)
+    except ChampionLoadError as exc:
+        return f"its model does not load ({exc.reason}), so it could not be scored"
+    return None
 
 
 def history_command(args: argparse.Namespace) -> int:

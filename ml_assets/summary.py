@@ -14,7 +14,7 @@ from mlflow.entities.model_registry import ModelVersion
 from ml_assets.defs.evaluation import REPORT_ARTIFACT
 from ml_assets.defs.resources import default_data_dir, default_tracking_uri
 from ml_assets.lib import names
-from ml_assets.lib.alias_history import ROLLED_BACK_FROM_TAG, AliasMove, moves
+from ml_assets.lib.alias_history import AliasMove, moves
 from ml_assets.lib.shadow import MONITORING_KIND
 from ml_assets.lib.spec import MLSpec, load_all_specs
 from ml_assets.lib.storage import storage_path
@@ -83,13 +83,14 @@ def _head(
     head = f"{spec.name}: CHAMPION is v{champion[0]} ({model}), {how}"
     if str(latest.version) == champion[0]:
         return head
-    why = latest.tags.get(names.GATE_REASONS_TAG) or latest_tags.get(
-        names.GATE_REASONS_TAG, "gate not applied"
+    # The newest move of an alias onto or off it says what became of it since its gate.
+    about = [h for h in history if str(latest.version) in (h.from_version, h.to_version)]
+    why = (
+        f"last alias move: {about[-1].line()}"
+        if about
+        else latest.tags.get(names.GATE_REASONS_TAG)
+        or latest_tags.get(names.GATE_REASONS_TAG, "gate not applied")
     )
-    if names.SHADOW_TAG in latest.tags:  # what its shadow comparison decided, later
-        why = latest.tags[names.SHADOW_TAG]
-    if ROLLED_BACK_FROM_TAG in latest.tags:
-        why = f"rolled back {latest.tags[ROLLED_BACK_FROM_TAG]}"
     return (
         f"{head}; the latest, v{latest.version} "
         f"({latest_tags.get(names.MODEL_NAME_TAG)}), is not. Why: {why}"

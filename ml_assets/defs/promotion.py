@@ -99,11 +99,7 @@ def _promote(
     promoted = not reasons
     who = f"Dagster run {context.run_id}"
     if promoted:
-        tracker.set_champion(spec.name, version, who, "passed every gate criterion")
-        # A challenger was in the shadow of the champion just replaced.
-        tracker.remove_alias(
-            spec.name, CHALLENGER_ALIAS, "retired", who, f"v{version} was promoted by the gate"
-        )
+        _crown(spec, tracker, version, who, "passed every gate criterion")
         context.log.info(f"'{spec.name}' v{version} is now champion")
     else:
         context.log.error(f"'{spec.name}' v{version} NOT promoted: " + "; ".join(reasons))
@@ -129,6 +125,16 @@ def _promote(
     champion_now = version if promoted else current_version
     description = "promoted to champion" if promoted else "NOT promoted: " + "; ".join(reasons)
     yield from _results(spec, outcome, version, promoted, champion_now, reasons, description)
+
+
+def _crown(spec: MLSpec, tracker: Tracker, version: str, who: str, why: str) -> None:
+    """``version`` becomes the champion; a challenger in the shadow of the one it replaces is
+    retired (it was compared with a champion that is gone)."""
+    tracker.set_champion(spec.name, version, who, why)
+    if tracker.alias_version(spec.name, CHALLENGER_ALIAS) is not None:
+        tracker.remove_alias(
+            spec.name, CHALLENGER_ALIAS, "retired", who, f"v{version} was promoted by the gate"
+        )
 
 
 def _challenger(spec: MLSpec, decision: gate_lib.GateDecision, reasons: list[str]) -> bool:
@@ -165,8 +171,9 @@ def _already_registered(
         and champion_now == outcome.compared_champion
     ):
         # Same decision, same champion as when it was made: finish that promotion.
-        tracker.set_champion(
-            spec.name,
+        _crown(
+            spec,
+            tracker,
             version,
             f"Dagster run {context.run_id}",
             "passed every gate criterion (an interrupted promotion, finished by a re-run)",

@@ -129,7 +129,9 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
         key = context.asset_key
         if context.has_asset_partitions:
             parts = [self._path(key, ".parquet", p) for p in context.asset_partition_keys]
-            return pl.concat([_read_parquet(p, None) for p in parts if p.exists()], how="diagonal")
+            found = [_read_parquet(p, None) for p in parts if p.exists()]
+            # None of the window written (an optional output, e.g. no shadow that day): empty.
+            return pl.concat(found, how="diagonal_relaxed") if found else pl.DataFrame()
         parquet = self._path(key, ".parquet")
         if parquet.exists():
             metadata = context.definition_metadata or {}

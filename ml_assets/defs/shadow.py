@@ -58,10 +58,11 @@ def _shadow_predictions(spec: MLSpec) -> dg.AssetsDefinition:
         if version is None or version == champion:
             context.log.info(f"'{spec.name}' has no challenger: no shadow scoring")
             return
+        pair_id = tracker.pair_id(spec.name)  # read after both versions: see Tracker.pair_id
         challenger = tracker.load_version(spec.name, version)
         rows = shadow_lib.unscored(predictions)
         scored = task_for(spec).score(spec, challenger.model, version, rows)
-        frame = shadow_lib.beside(predictions, scored, context.partition_key)
+        frame = shadow_lib.beside(predictions, scored, context.partition_key, pair_id)
         yield dg.Output(
             frame,
             metadata={
@@ -86,6 +87,7 @@ def _shadow_comparison(spec: MLSpec) -> dg.AssetsDefinition:
         group_name=spec.name,
         kinds={"mlflow"},
         partitions_def=daily_partitions(spec),
+        output_required=False,
         # Promoting or retiring the challenger moves aliases: one at a time, as promotions.
         pool=promotion_pool(spec.name),
         ins={
@@ -97,13 +99,23 @@ def _shadow_comparison(spec: MLSpec) -> dg.AssetsDefinition:
     )
     def shadow_comparison(
         context: dg.AssetExecutionContext, shadow: pl.DataFrame, mlflow: MlflowResource
-    ) -> dg.Output[pl.DataFrame]:
+    ) -> Any:
         tracker = mlflow.tracker()
-        today = shadow.filter(pl.col(shadow_lib.DAY_COLUMN) == context.partition_key)
-        champion_version, challenger_version = shadow_lib.pair(today)
-        frame = shadow_lib.of_pair(shadow, champion_version, challenger_version)
-        champion = tracker.load_version(spec.name, champion_version)
-        challenger = tracker.load_version(spec.name, challenger_version)
+        today = (
+            shadow.filter(pl.col(shadow_lib.DAY_COLUMN) == context.partition_key)
+            if shadow_lib.DAY_COLUMN in shadow.columns
+            else shadow
+        )
+        if today.is_empty():
+            context.log.info(
+                f"'{spec.name}' {context.partition_key}: no shadow scoring that day (no "
+                "challenger): nothing to compare"
+            )
+            return
+        paired = shadow_lib.pair(today)
+        frame = shadow_lib.of_pair(shadow, paired)
+        champion = tracker.load_version(spec.name, paired.champion)
+        challenger = tracker.load_version(spec.name, paired.challenger)
         comparison = shadow_lib.compare(spec, frame, champion.model, challenger.model)
         decision = shadow_lib.decide(comparison, monitoring.shadow_days, spec.success_criteria)
         done = shadow_lib.apply(
@@ -112,7 +124,7 @@ def _shadow_comparison(spec: MLSpec) -> dg.AssetsDefinition:
         log = context.log.warning if decision.action in ("promote", "retire") else context.log.info
         log(f"'{spec.name}' {context.partition_key}: {comparison.line()}; {done}")
         _log_to_mlflow(tracker, spec, context, comparison, done, data_lib.fingerprint(frame))
-        return dg.Output(comparison.per_day, metadata=_metadata(comparison, decision, done))
+        yield dg.Output(comparison.per_day, metadata=_metadata(comparison, decision, done))
 
     return shadow_comparison
 

@@ -70,12 +70,23 @@ def record_move(client: MlflowClient, name: str, move: AliasMove) -> None:
 def moves(client: MlflowClient, name: str) -> list[AliasMove]:
     """Every recorded move of ``name``'s aliases, oldest first (a tag that is not a move, e.g.
     edited by hand, is skipped)."""
+    return [move for _, move in _recorded(client, name)]
+
+
+def last_move_id(client: MlflowClient, name: str, aliases: tuple[str, ...]) -> str:
+    """A unique id of the newest recorded move of any of ``aliases`` ("" when none): the same
+    id means neither alias moved in between, even if they point where they pointed before."""
+    found = [key for key, move in _recorded(client, name) if move.alias in aliases]
+    return found[-1].removeprefix(MOVE_TAG_PREFIX) if found else ""
+
+
+def _recorded(client: MlflowClient, name: str) -> list[tuple[str, AliasMove]]:
     found = []
     for key, value in sorted(client.get_registered_model(name).tags.items()):
         if not key.startswith(MOVE_TAG_PREFIX):
             continue
         try:
-            found.append(AliasMove(**json.loads(value)))
+            found.append((key, AliasMove(**json.loads(value))))
         except (ValueError, TypeError):
             continue
     return found
@@ -105,16 +116,32 @@ def move_alias(
 
 
 def remove_alias(
-    client: MlflowClient, name: str, alias: str, action: str, who: str, why: str
+    client: MlflowClient,
+    name: str,
+    alias: str,
+    action: str,
+    who: str,
+    why: str,
+    expected: str | None = None,
 ) -> AliasMove | None:
-    """Remove ``alias`` and record the move; None (nothing recorded) when it points nowhere."""
+    """Remove ``alias`` and record the move; None (nothing removed or recorded) when it points
+    nowhere, or, given ``expected``, at another version than that one."""
     current = current_version(client, name, alias)
-    if current is None:
+    if current is None or (expected is not None and current != str(expected)):
         return None
     client.delete_registered_model_alias(name, alias)
     move = AliasMove(alias, current, None, action, who, now(), why)
     record_move(client, name, move)
     return move
+
+
+def record_problem(why: str, who: str) -> str | None:
+    """What is wrong with the why and who given for a move by hand (None: nothing)."""
+    if not why.strip():
+        return 'say why: --reason "..." is recorded with the move'
+    if not who.strip() or len(why) > TEXT_LIMIT or len(who) > TEXT_LIMIT:
+        return f"give a reason and a who of 1 to {TEXT_LIMIT} characters each"
+    return None
 
 
 def rollback_target(
@@ -140,14 +167,15 @@ def rollback(
     who: str,
     loads: Callable[[str], object],
     promoted_tag: str,
+    then: Callable[[AliasMove], None] | None = None,
 ) -> AliasMove:
     """Move ``alias`` back to ``to`` (default: where it was before), after checking that the
-    version's model still loads (``loads(version)`` raises otherwise); tags the registered
-    model and both versions with who, when and why."""
-    if not reason.strip():
-        raise RollbackError('say why: --reason "..." is recorded with the rollback')
-    if len(reason) > TEXT_LIMIT or len(who) > TEXT_LIMIT:
-        raise RollbackError(f"keep the reason and who under {TEXT_LIMIT} characters each")
+    version's model still loads (``loads(version)`` raises otherwise); ``then(move)`` right
+    after the move (other aliases that follow it); tags the registered model and both versions
+    with who, when and why, even when ``then`` fails."""
+    problem = record_problem(reason, who)
+    if problem is not None:
+        raise RollbackError(problem)
     current = current_version(client, name, alias)
     if current is None:
         raise RollbackError(f"'{name}' has no '{alias}' alias to roll back")
@@ -181,11 +209,15 @@ def rollback(
         )
     move = move_alias(client, name, alias, to, "rollback", who, reason)
     try:
-        _tag_rollback(client, name, move, current, to)
-    except MlflowException as exc:
-        raise RollbackError(
-            f"the {alias} is now v{to}, but recording who and why on the versions failed: {exc}"
-        ) from exc
+        if then is not None:
+            then(move)
+    finally:
+        try:
+            _tag_rollback(client, name, move, current, to)
+        except MlflowException as exc:
+            raise RollbackError(
+                f"the {alias} is now v{to}, but recording who and why on the versions failed: {exc}"
+            ) from exc
     return move
 
 

@@ -26,6 +26,9 @@ from ml_assets.lib.tracking import CHALLENGER_ALIAS, CHAMPION_ALIAS, Tracker
 # The champion's score columns, beside the challenger's, in a shadow frame.
 CHAMPION_PREFIX = "champion__"
 DAY_COLUMN = "shadow_day"
+# Which champion/challenger pairing scored the day (``Tracker.pair_id``): after a rollback the
+# same two versions can meet again, and the days before are another comparison.
+PAIR_COLUMN = "shadow_pair"
 VERSION_COLUMN = "model_version"
 SCORE_COLUMNS = ("score", "predicted_label", VERSION_COLUMN)
 PROBA_PREFIX = "proba_"
@@ -45,10 +48,10 @@ def unscored(scored: pl.DataFrame) -> pl.DataFrame:
 
 
 def beside(
-    champion_scored: pl.DataFrame, challenger_scored: pl.DataFrame, day: str
+    champion_scored: pl.DataFrame, challenger_scored: pl.DataFrame, day: str, pair_id: str = ""
 ) -> pl.DataFrame:
     """The challenger's scored rows with the champion's score columns beside them (prefixed),
-    row for row, and the day."""
+    row for row, the day and the pairing's id."""
     if champion_scored.height != challenger_scored.height:
         raise ValueError(
             f"the challenger scored {challenger_scored.height} rows, the champion "
@@ -57,7 +60,7 @@ def beside(
     champion = champion_scored.select(score_columns(champion_scored))
     return challenger_scored.hstack(
         champion.rename({c: CHAMPION_PREFIX + c for c in champion.columns})
-    ).with_columns(pl.lit(day).alias(DAY_COLUMN))
+    ).with_columns(pl.lit(day).alias(DAY_COLUMN), pl.lit(pair_id).alias(PAIR_COLUMN))
 
 
 def champion_side(frame: pl.DataFrame) -> pl.DataFrame:
@@ -66,19 +69,34 @@ def champion_side(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.select(columns).rename({c: c.removeprefix(CHAMPION_PREFIX) for c in columns})
 
 
-def pair(frame: pl.DataFrame) -> tuple[str, str]:
-    """(champion version, challenger version) of the newest day of a shadow frame."""
+@dataclass(frozen=True)
+class Pair:
+    champion: str  # versions
+    challenger: str
+    id: str | None  # the pairing's id; None in a frame written before ids were kept
+
+
+def pair(frame: pl.DataFrame) -> Pair:
+    """The pairing that scored the newest day of a (non-empty) shadow frame."""
     newest = frame.filter(pl.col(DAY_COLUMN) == frame[DAY_COLUMN].max())
-    return str(newest[CHAMPION_PREFIX + VERSION_COLUMN][0]), str(newest[VERSION_COLUMN][0])
-
-
-def of_pair(frame: pl.DataFrame, champion: str, challenger: str) -> pl.DataFrame:
-    """The days scored by this champion and this challenger (a rollback or a new challenger
-    in between starts a new comparison)."""
-    return frame.filter(
-        (pl.col(CHAMPION_PREFIX + VERSION_COLUMN).cast(pl.String) == champion)
-        & (pl.col(VERSION_COLUMN).cast(pl.String) == challenger)
+    found = newest[PAIR_COLUMN][0] if PAIR_COLUMN in newest.columns else None
+    return Pair(
+        str(newest[CHAMPION_PREFIX + VERSION_COLUMN][0]),
+        str(newest[VERSION_COLUMN][0]),
+        None if found is None else str(found),
     )
+
+
+def of_pair(frame: pl.DataFrame, which: Pair) -> pl.DataFrame:
+    """The days scored by this pairing: the same two versions with no move of either alias in
+    between (a rollback, a promotion or a new challenger starts a new comparison, even when
+    the same two versions meet again)."""
+    same = (pl.col(CHAMPION_PREFIX + VERSION_COLUMN).cast(pl.String) == which.champion) & (
+        pl.col(VERSION_COLUMN).cast(pl.String) == which.challenger
+    )
+    if which.id is not None:
+        same = same & (pl.col(PAIR_COLUMN) == which.id)
+    return frame.filter(same)
 
 
 @dataclass(frozen=True)
@@ -127,7 +145,7 @@ def compare(
             f"{champion.positive!r} vs {challenger.positive!r}); they cannot be compared"
         )
     metric = get_metric(spec.primary_metric)
-    champion_version, challenger_version = pair(frame)
+    paired = pair(frame)
     days = sorted(str(d) for d in frame[DAY_COLUMN].unique())
     labels = frame[spec.target].is_not_null() if spec.target in frame.columns else None
     labelled_days = (
@@ -144,18 +162,23 @@ def compare(
             realized[name] = score(m, y, metric_input(m, challenger, ours))
     return ShadowComparison(
         metric.name,
-        champion_version,
-        challenger_version,
+        paired.champion,
+        paired.challenger,
         days,
         labelled_days,
         frame.height,
-        int(labels.sum()) if labels is not None else 0,
+        _labels(spec, frame),
         found[0] if found else None,
         found[1] if found else None,
         found[2] if found else None,
         realized,
         _per_day(spec, frame, champion, challenger, days),
     )
+
+
+def _labels(spec: MLSpec, rows: pl.DataFrame) -> int:
+    """How many of ``rows`` have their label (counted below ``MIN_LABELS`` too)."""
+    return int(rows[spec.target].is_not_null().sum()) if spec.target in rows.columns else 0
 
 
 Scores = tuple[np.ndarray, np.ndarray, np.ndarray]  # target, challenger's, champion's scores
@@ -213,7 +236,7 @@ def _per_day(
             {
                 "day": day,
                 "rows": rows.height,
-                "labelled": int(mask.sum()) if mask is not None else 0,
+                "labelled": _labels(spec, rows),
                 f"champion_{metric.name}": round(values[0], 4),
                 f"challenger_{metric.name}": round(values[1], 4),
             }
@@ -300,7 +323,7 @@ def apply(
         if decision.action == "promote":
             tracker.set_champion(name, version, who, summary[:TEXT_LIMIT], "shadow_promotion")
             tracker.remove_alias(
-                name, CHALLENGER_ALIAS, "promoted", who, f"v{version} is now the champion"
+                name, CHALLENGER_ALIAS, "promoted", who, f"v{version} is now the champion", version
             )
             said = f"all criteria passed in the shadow of v{compared[0]}: {summary}"
             run_id = tracker.client.get_model_version(name, version).run_id
@@ -310,7 +333,9 @@ def apply(
             done = f"v{version} PROMOTED to champion from the shadow of v{compared[0]}"
         else:
             reasons = "; ".join(decision.gate.reasons)
-            tracker.remove_alias(name, CHALLENGER_ALIAS, "retired", who, reasons[:TEXT_LIMIT])
+            tracker.remove_alias(
+                name, CHALLENGER_ALIAS, "retired", who, reasons[:TEXT_LIMIT], version
+            )
             done = f"challenger v{version} RETIRED, champion stays v{compared[0]}: {reasons}"
         tracker.client.set_model_version_tag(
             name, version, SHADOW_TAG, f"{now()} {done}; {summary}"[:TEXT_LIMIT]

@@ -21,6 +21,7 @@ from ml_assets.lib.alias_history import (
     NOT_FOUND,
     AliasMove,
     current_version,
+    last_move_id,
     move_alias,
     remove_alias,
     rollback,
@@ -203,17 +204,8 @@ class Tracker:
         """alias_history.rollback of the champion, under the promotion lock, the version
         checked to load before the alias moves; with ``shadow``, the version rolled back
         from becomes the challenger (scored beside the champion, to prove itself again)."""
-        with self.promotion_lock(name):
-            move = rollback(
-                self.client,
-                name,
-                CHAMPION_ALIAS,
-                to,
-                reason,
-                who,
-                lambda version: self.load_version(name, version),
-                PROMOTED_TAG,
-            )
+
+        def challenger_follows(move: AliasMove) -> None:
             if current_version(self.client, name, CHALLENGER_ALIAS) == move.to_version:
                 # The challenger is the champion now: nothing is left to shadow it with.
                 remove_alias(self.client, name, CHALLENGER_ALIAS, "promoted", who, "rolled back to")
@@ -222,7 +214,19 @@ class Tracker:
                 move_alias(
                     self.client, name, CHALLENGER_ALIAS, move.from_version, "challenger", who, why
                 )
-            return move
+
+        with self.promotion_lock(name):
+            return rollback(
+                self.client,
+                name,
+                CHAMPION_ALIAS,
+                to,
+                reason,
+                who,
+                lambda version: self.load_version(name, version),
+                PROMOTED_TAG,
+                challenger_follows,
+            )
 
     def set_champion(
         self,
@@ -235,6 +239,10 @@ class Tracker:
         """Point the champion alias at ``version``, the move recorded on the registered model."""
         move_alias(self.client, name, CHAMPION_ALIAS, version, action, who, why or action)
 
+    def pair_id(self, name: str) -> str:
+        """Changes whenever the champion or the challenger alias moves (``last_move_id``)."""
+        return last_move_id(self.client, name, (CHAMPION_ALIAS, CHALLENGER_ALIAS))
+
     def alias_version(self, name: str, alias: str) -> str | None:
         """The version ``alias`` points at, None when none (other registry errors raise)."""
         return current_version(self.client, name, alias)
@@ -246,10 +254,11 @@ class Tracker:
         return move_alias(self.client, name, alias, version, action, who, why)
 
     def remove_alias(
-        self, name: str, alias: str, action: str, who: str, why: str
+        self, name: str, alias: str, action: str, who: str, why: str, expected: str | None = None
     ) -> AliasMove | None:
-        """Remove ``alias``, the move recorded; None when it pointed nowhere."""
-        return remove_alias(self.client, name, alias, action, who, why)
+        """Remove ``alias`` (only from ``expected``, if given), the move recorded; None when it
+        pointed nowhere (or elsewhere)."""
+        return remove_alias(self.client, name, alias, action, who, why, expected)
 
     def end_orphan_runs(self, experiment: str, finished: Callable[[str, float], bool]) -> list[str]:
         """MLflow runs of ``experiment`` still RUNNING whose Dagster run has ended

@@ -11,6 +11,7 @@ import polars as pl
 
 from ml_assets.cli import spec_summary
 from ml_assets.definitions import build_definitions
+from ml_assets.lib.alias_history import moves
 from ml_assets.lib.spec import load_spec
 from ml_assets.lib.tracking import Tracker
 from ml_assets_tests.helpers import check_results, mlflow_client, run_job
@@ -102,6 +103,37 @@ def test_rerunning_champion_model_alone_registers_nothing_again(home: Path, tmp_
     assert [str(v.version) for v in client.search_model_versions("name='noise'")] == ["1"]
     gate = check_results(again)["promotion_gate"]
     assert gate.passed and "already registered as v1; not registered again" in str(gate.description)
+
+
+def test_finishing_an_interrupted_promotion_retires_the_challenger(
+    home: Path, tmp_path: Path
+) -> None:
+    """A run killed after registering v1 but before the alias moved: re-running champion_model
+    finishes the promotion, and a challenger shadowing the old champion loses its alias."""
+    _learnable_spec(tmp_path)
+    instance = dg.DagsterInstance.ephemeral()
+    defs = build_definitions(str(tmp_path))
+    assert run_job(defs, "train_noise", instance).success
+    client = mlflow_client()
+    tracker = Tracker(client.tracking_uri)
+    # As the kill left it: no alias, the candidate run without its gate outcome.
+    client.delete_registered_model_alias("noise", "champion")
+    client.delete_tag(client.get_model_version("noise", "1").run_id, "promoted")
+    from ml_assets.lib.models import ConstantModel
+
+    model = ConstantModel("prior", "prior", "candidate", "classification", ["a"], value=0.5)
+    logged = tracker.log_model("other", model, pl.DataFrame({"a": [1.0]}), {}, {})
+    other = tracker.register("noise", logged, "card", {"promoted": "False"})
+    tracker.set_alias("noise", "challenger", other, "challenger", "test", "in the shadow")
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection={dg.AssetKey(["noise", "champion_model"])}
+    )
+    assert job.execute_in_process(instance=instance).success
+    assert {a: str(v) for a, v in client.get_registered_model("noise").aliases.items()} == {
+        "champion": "1"
+    }
+    last = moves(client, "noise")[-1]
+    assert (last.alias, last.action, last.from_version) == ("challenger", "retired", other)
 
 
 def test_a_version_left_pending_by_a_killed_run_is_resolved(home: Path) -> None:

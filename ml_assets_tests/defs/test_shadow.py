@@ -63,7 +63,7 @@ def _score(defs: dg.Definitions, instance: dg.DagsterInstance, day: str) -> dict
 
 
 def test_shadow_retires_a_worse_challenger_and_promotes_a_better_one(
-    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("ML_ASSETS_SPECS", str(tmp_path))  # where the CLI finds the spec
     pl.concat([STREAM.generate(d) for d in range(10)]).write_parquet(tmp_path / "history.parquet")
@@ -105,6 +105,13 @@ def test_shadow_retires_a_worse_challenger_and_promotes_a_better_one(
     assert _aliases() == {"champion": "1"}
     assert "RETIRED" in mlflow_client().get_model_version(NAME, "2").tags["shadow_comparison"]
     assert _score(defs, instance, "2026-01-14") == {}  # no challenger, no shadow
+    # The comparison asked for alone on that day: nothing to compare, said, and no failure.
+    alone = defs.resolve_job_def(f"score_{NAME}").execute_in_process(
+        instance=instance,
+        partition_key="2026-01-14",
+        asset_selection=[dg.AssetKey([NAME, "shadow_comparison"])],
+    )
+    assert alone.success and stage_metadata(alone, "shadow_comparison") == {}
 
     # A rollback to the weak version that keeps the better one in its shadow.
     assert (
@@ -117,8 +124,15 @@ def test_shadow_retires_a_worse_challenger_and_promotes_a_better_one(
     assert "shadow 2026-01-13:" in lines[-2] and "RETIRED" in lines[-2]
     assert "last rollback:" in lines[-1] and "champion: v1 -> v2" in lines[-1]
     # By hand: the champion cannot be its own challenger; a version that does not load none.
-    assert cli.main(["challenger", NAME, "--version", "2", "--reason", "x"]) == 2
-    assert cli.main(["challenger", NAME, "--version", "9", "--reason", "x"]) == 2
+    capsys.readouterr()
+    for version, reason, said in [
+        ("2", "x", "v2 of 'shadowed' cannot be the challenger: it is the champion; a"),
+        ("9", "x", "cannot be the challenger: there is no such version; the registered"),
+        ("1", " ", "challenger not changed: say why"),
+    ]:
+        assert cli.main(["challenger", NAME, "--version", version, "--reason", reason]) == 2
+        assert said in capsys.readouterr().err
+    assert _aliases() == {"champion": "2", "challenger": "1"}
     outcomes = [_score(defs, instance, d) for d in ("2026-01-15", "2026-01-16", "2026-01-17")]
     assert [o["decision"] for o in outcomes] == ["continue", "continue", "promote"]
     assert outcomes[-1]["labelled_days"] == 3  # the days before the rollback are another pair
@@ -130,7 +144,7 @@ def test_shadow_retires_a_worse_challenger_and_promotes_a_better_one(
     assert v1.tags["gate_reasons"].startswith("all criteria passed in the shadow of v2")
     lines = _summary()
     head = f"{NAME}: CHAMPION is v1 (glm_binomial), promoted from the shadow; the latest, v2"
-    assert lines[0].startswith(head) and "challenger v2 RETIRED" in lines[0]
+    assert lines[0].startswith(head) and "shadow_promotion champion: v2 -> v1" in lines[0]
     assert lines[-3] == "  challenger: none" and "v1 PROMOTED to champion" in lines[-2]
     actions = [(m.alias, m.action, m.to_version) for m in moves(mlflow_client(), NAME)]
     assert actions == [

@@ -9,6 +9,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 import pytest
+from mlflow.exceptions import MlflowException
 
 from ml_assets.lib.alias_history import (
     LAST_ROLLBACK_TAG,
@@ -21,7 +22,7 @@ from ml_assets.lib.alias_history import (
     rollback_target,
 )
 from ml_assets.lib.names import PROMOTED_TAG
-from ml_assets.lib.tracking import CHAMPION_ALIAS, Tracker
+from ml_assets.lib.tracking import CHALLENGER_ALIAS, CHAMPION_ALIAS, Tracker
 from ml_assets_tests.lib.conftest import Fitted
 
 
@@ -125,7 +126,7 @@ def test_promotions_are_recorded_and_a_rollback_goes_back_one_step(
         ("9", "a reason", r"has no version 9; its versions are \['1', '2', '3'\]"),
         ("2", "a reason", "v2 is already the champion"),
         ("1", "  ", "say why"),
-        ("1", "x" * 1001, "under 1000 characters"),
+        ("1", "x" * 1001, "of 1 to 1000 characters each"),
     ],
 )
 def test_a_rollback_that_cannot_be_done_says_why_and_moves_nothing(
@@ -180,3 +181,21 @@ def test_history_skips_a_tag_that_is_not_a_move(
     tracker.set_champion("edited", v1, "run", "first")
     tracker.client.set_registered_model_tag("edited", "alias_move.by_hand", "not json")
     assert [m.why for m in moves(tracker.client, "edited")] == ["first"]
+
+
+def test_the_challenger_follows_the_rollback_even_when_tagging_the_versions_fails(
+    tracker: Tracker, trained_classification: Fitted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    v1, v2, _ = _register_three(tracker, "tagless", trained_classification)
+    tracker.set_champion("tagless", v1)
+    tracker.set_champion("tagless", v2)
+    client = tracker.client
+
+    def refuse(*args: object) -> None:  # a registry that stops taking tags mid-rollback
+        raise MlflowException("tag store unavailable")
+
+    monkeypatch.setattr(client, "set_model_version_tag", refuse)
+    with pytest.raises(RollbackError, match="now v1, but recording who and why .* failed"):
+        tracker.rollback("tagless", None, "bad day", "alice", shadow=True)
+    assert tracker.alias_version("tagless", CHAMPION_ALIAS) == v1
+    assert tracker.alias_version("tagless", CHALLENGER_ALIAS) == v2

@@ -18,7 +18,9 @@ from ml_assets.lib.tracking import CHALLENGER_ALIAS, CHAMPION_ALIAS, Tracker
 from ml_assets_tests.lib.conftest import Fitted
 
 
-def _shadow_days(t: Fitted, days: list[str], champion: str = "1", challenger: str = "2"):  # noqa: ANN202
+def _shadow_days(  # noqa: ANN202
+    t: Fitted, days: list[str], champion: str = "1", challenger: str = "2", pair_id: str = "a"
+):
     """The test rows, cut into ``days``, scored by the GLM (champion) and LightGBM."""
     task = task_for(t.spec)
     parts = []
@@ -26,7 +28,7 @@ def _shadow_days(t: Fitted, days: list[str], champion: str = "1", challenger: st
         frame = t.test[rows.tolist()]
         served = task.score(t.spec, t.glm, champion, frame)
         theirs = task.score(t.spec, t.lightgbm, challenger, shadow.unscored(served))
-        parts.append(shadow.beside(served, theirs, day))
+        parts.append(shadow.beside(served, theirs, day, pair_id))
     return pl.concat(parts)
 
 
@@ -61,6 +63,11 @@ def test_unlabelled_rows_are_left_out_and_too_few_labels_compare_nothing(
     out = shadow.compare(t.spec, frame, t.glm, t.lightgbm)
     assert out.improvement is None and out.labelled == 0 and out.labelled_days == []
     assert "too few labels" in out.line()
+    # A few labels in: counted, day by day, though too few to compare.
+    few = frame.with_columns(pl.when(pl.int_range(pl.len()) < 5).then(1).otherwise(None).alias("y"))
+    out = shadow.compare(t.spec, few, t.glm, t.lightgbm)
+    assert out.improvement is None and out.labelled == 5
+    assert out.per_day["labelled"].to_list() == [5]
     decision = shadow.decide(out, 1, SuccessCriteria())
     assert decision.action == "continue" and not decision.gate.promote
 
@@ -70,9 +77,29 @@ def test_a_rollback_or_a_new_challenger_starts_a_new_pair(trained_classification
     first = _shadow_days(t, ["2026-01-01", "2026-01-02"])
     later = _shadow_days(t, ["2026-01-03"], champion="2", challenger="1")
     frame = pl.concat([first, later])
-    assert shadow.pair(frame) == ("2", "1")
-    assert shadow.of_pair(frame, "2", "1")[shadow.DAY_COLUMN].unique().to_list() == ["2026-01-03"]
-    assert shadow.of_pair(frame, "1", "2").height == first.height
+    assert shadow.pair(frame) == shadow.Pair("2", "1", "a")
+    newest = shadow.of_pair(frame, shadow.pair(frame))
+    assert newest[shadow.DAY_COLUMN].unique().to_list() == ["2026-01-03"]
+    assert shadow.of_pair(frame, shadow.Pair("1", "2", "a")).height == first.height
+
+
+def test_the_same_two_versions_meeting_again_are_a_new_comparison(
+    trained_classification: Fitted,
+) -> None:
+    """v2 shadowed v1, was promoted, then rolled back with --keep-as-challenger: the same two
+    versions again, but the days before the rollback must not count towards this pairing."""
+    t = trained_classification
+    before = _shadow_days(t, ["2026-01-01", "2026-01-02", "2026-01-03"], pair_id="p1")
+    after = _shadow_days(t, ["2026-01-05"], pair_id="p2")
+    frame = pl.concat([before, after])
+    assert shadow.pair(frame) == shadow.Pair("1", "2", "p2")
+    out = shadow.compare(t.spec, shadow.of_pair(frame, shadow.pair(frame)), t.glm, t.lightgbm)
+    assert out.days == out.labelled_days == ["2026-01-05"]
+    assert out.rows == after.height
+    # A frame written before pairings had ids: the versions alone decide.
+    old = before.drop(shadow.PAIR_COLUMN)
+    assert shadow.pair(old).id is None
+    assert shadow.of_pair(old, shadow.pair(old)).height == before.height
 
 
 def test_the_challenger_must_score_the_same_rows(trained_classification: Fitted) -> None:
@@ -181,6 +208,8 @@ def test_rolling_back_to_the_challenger_takes_its_alias_away(
     assert tracker.alias_version(name, CHAMPION_ALIAS) == "2"
     assert tracker.alias_version(name, CHALLENGER_ALIAS) is None
     # Kept as challenger the other way round: the version rolled back from.
+    pairing = tracker.pair_id(name)
     tracker.rollback(name, "1", "back again", "alice", shadow=True)
     assert tracker.alias_version(name, CHALLENGER_ALIAS) == "2"
     assert moves(tracker.client, name)[-1].why == "rolled back from, kept in the shadow: back again"
+    assert tracker.pair_id(name) not in ("", pairing)  # a new pairing
