@@ -10,7 +10,12 @@ import sys
 from mlflow.exceptions import MlflowException
 
 from ml_assets.defs.resources import default_tracking_uri
-from ml_assets.lib.alias_history import RollbackError, moves, record_problem
+from ml_assets.lib.alias_history import (
+    RollbackError,
+    RollbackIncomplete,
+    moves,
+    record_problem,
+)
 from ml_assets.lib.spec import MLSpec, load_all_specs
 from ml_assets.lib.tracking import CHALLENGER_ALIAS, CHAMPION_ALIAS, ChampionLoadError, Tracker
 
@@ -50,6 +55,9 @@ def rollback_command(args: argparse.Namespace) -> int:
             who,
             shadow=args.keep_as_challenger,
         )
+    except RollbackIncomplete as exc:
+        sys.stderr.write(f"rollback of '{spec.name}' done in part: {exc}\n")
+        return 1
     except RollbackError as exc:
         sys.stderr.write(f"rollback of '{spec.name}' refused: {exc}\n")
         return 2
@@ -99,7 +107,10 @@ def challenger_command(args: argparse.Namespace) -> int:
         move = tracker.set_alias(
             spec.name, CHALLENGER_ALIAS, version, "challenger", who, args.reason
         )
-    replaced = f" (in place of v{move.from_version})" if move.from_version else ""
+    if move.from_version == version:
+        replaced = " (set again: its shadow comparison starts over)"
+    else:
+        replaced = f" (in place of v{move.from_version})" if move.from_version else ""
     sys.stdout.write(
         f"'{spec.name}' {CHALLENGER_ALIAS}: v{version}{replaced}, scored beside the champion "
         "from the next day"

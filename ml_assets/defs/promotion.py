@@ -131,10 +131,14 @@ def _crown(spec: MLSpec, tracker: Tracker, version: str, who: str, why: str) -> 
     """``version`` becomes the champion; a challenger in the shadow of the one it replaces is
     retired (it was compared with a champion that is gone)."""
     tracker.set_champion(spec.name, version, who, why)
-    if tracker.alias_version(spec.name, CHALLENGER_ALIAS) is not None:
-        tracker.remove_alias(
-            spec.name, CHALLENGER_ALIAS, "retired", who, f"v{version} was promoted by the gate"
-        )
+    challenger = tracker.alias_version(spec.name, CHALLENGER_ALIAS)
+    if challenger is None:
+        return
+    if challenger == version:  # made the challenger meanwhile (by hand): now the champion
+        action, said = "promoted", f"v{version} is now the champion"
+    else:
+        action, said = "retired", f"v{version} was promoted by the gate"
+    tracker.remove_alias(spec.name, CHALLENGER_ALIAS, action, who, said, challenger)
 
 
 def _challenger(spec: MLSpec, decision: gate_lib.GateDecision, reasons: list[str]) -> bool:

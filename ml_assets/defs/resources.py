@@ -24,6 +24,7 @@ from ml_assets.lib.tracking import Tracker
 SPLITS_METADATA_KEY = "splits"
 # Input metadata {"schema_only": True}: the stored frame's columns and types, no rows.
 SCHEMA_ONLY_METADATA_KEY = "schema_only"
+MAY_BE_EMPTY_METADATA_KEY = "may_be_empty"
 
 
 def project_home() -> Path:
@@ -101,6 +102,8 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
     read, so an asset that must not see the test split never loads it. With
     ``{"schema_only": True}`` the input is an empty frame of the stored columns and types, for a
     step that needs only those (read from the parquet footer, whatever the row count).
+    A partitioned input reads the partitions that were written; when none was, it is an
+    error unless the input carries ``{"may_be_empty": True}`` (an optional upstream output).
     """
 
     base_dir: str
@@ -130,8 +133,14 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
         if context.has_asset_partitions:
             parts = [self._path(key, ".parquet", p) for p in context.asset_partition_keys]
             found = [_read_parquet(p, None) for p in parts if p.exists()]
-            # None of the window written (an optional output, e.g. no shadow that day): empty.
-            return pl.concat(found, how="diagonal_relaxed") if found else pl.DataFrame()
+            if found:
+                return pl.concat(found, how="diagonal_relaxed")
+            if (context.definition_metadata or {}).get(MAY_BE_EMPTY_METADATA_KEY):
+                return pl.DataFrame()
+            raise FileNotFoundError(
+                f"no stored partition of asset {key.to_user_string()} under {self.base_dir} "
+                f"for {', '.join(context.asset_partition_keys)}; materialize it first"
+            )
         parquet = self._path(key, ".parquet")
         if parquet.exists():
             metadata = context.definition_metadata or {}

@@ -5,7 +5,7 @@ import dagster as dg
 
 from ml_assets.defs.resources import MlflowResource
 from ml_assets.lib import names
-from ml_assets.lib.alias_history import RollbackError
+from ml_assets.lib.alias_history import RollbackError, RollbackIncomplete
 from ml_assets.lib.spec import MLSpec
 from ml_assets.lib.tracking import CHAMPION_ALIAS
 
@@ -44,8 +44,9 @@ def rollback_job(spec: MLSpec) -> dg.JobDefinition:
                 shadow=config.keep_as_challenger,
             )
         except RollbackError as exc:
+            said = "done in part" if isinstance(exc, RollbackIncomplete) else "refused"
             raise dg.Failure(
-                description=f"rollback of '{spec.name}' refused: {exc}", allow_retries=False
+                description=f"rollback of '{spec.name}' {said}: {exc}", allow_retries=False
             ) from exc
         context.log.info(
             f"'{spec.name}' {CHAMPION_ALIAS}: v{move.from_version} -> v{move.to_version} "

@@ -8,7 +8,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from ml_assets.defs.resources import MlflowResource
+from ml_assets.defs.resources import MAY_BE_EMPTY_METADATA_KEY, MlflowResource
 from ml_assets.defs.shared import daily_partitions, key
 from ml_assets.lib import data as data_lib
 from ml_assets.lib import report as report_lib
@@ -58,7 +58,11 @@ def _shadow_predictions(spec: MLSpec) -> dg.AssetsDefinition:
         if version is None or version == champion:
             context.log.info(f"'{spec.name}' has no challenger: no shadow scoring")
             return
-        pair_id = tracker.pair_id(spec.name)  # read after both versions: see Tracker.pair_id
+        # Read after the challenger's version (the champion's came with the predictions), so
+        # an alias moving in between labels this day with the newer pairing: when the move
+        # changed a version, apply sees the versions differ and acts on nothing; when it set
+        # the same version again, this one day counts in the new pairing (reads are not atomic).
+        pair_id = tracker.pair_id(spec.name)
         challenger = tracker.load_version(spec.name, version)
         rows = shadow_lib.unscored(predictions)
         scored = task_for(spec).score(spec, challenger.model, version, rows)
@@ -91,7 +95,11 @@ def _shadow_comparison(spec: MLSpec) -> dg.AssetsDefinition:
         # Promoting or retiring the challenger moves aliases: one at a time, as promotions.
         pool=promotion_pool(spec.name),
         ins={
-            "shadow": dg.AssetIn(key(spec, "shadow_predictions"), partition_mapping=_window(window))
+            "shadow": dg.AssetIn(
+                key(spec, "shadow_predictions"),
+                partition_mapping=_window(window),
+                metadata={MAY_BE_EMPTY_METADATA_KEY: True},  # no challenger on those days
+            )
         },
         description="Challenger against champion on the shadow days so far: both realized "
         "metrics with CIs and their paired improvement; with monitoring.shadow_days, the "
@@ -119,7 +127,7 @@ def _shadow_comparison(spec: MLSpec) -> dg.AssetsDefinition:
         comparison = shadow_lib.compare(spec, frame, champion.model, challenger.model)
         decision = shadow_lib.decide(comparison, monitoring.shadow_days, spec.success_criteria)
         done = shadow_lib.apply(
-            tracker, spec.name, comparison, decision, f"Dagster run {context.run_id}"
+            tracker, spec.name, comparison, decision, f"Dagster run {context.run_id}", paired.id
         )
         log = context.log.warning if decision.action in ("promote", "retire") else context.log.info
         log(f"'{spec.name}' {context.partition_key}: {comparison.line()}; {done}")

@@ -31,6 +31,10 @@ class RollbackError(ValueError):
     """A rollback that cannot be done, with what to do instead."""
 
 
+class RollbackIncomplete(RollbackError):
+    """A rollback whose alias moved but whose followers or records did not all follow."""
+
+
 @dataclass(frozen=True)
 class AliasMove:
     alias: str
@@ -172,7 +176,8 @@ def rollback(
     """Move ``alias`` back to ``to`` (default: where it was before), after checking that the
     version's model still loads (``loads(version)`` raises otherwise); ``then(move)`` right
     after the move (other aliases that follow it); tags the registered model and both versions
-    with who, when and why, even when ``then`` fails."""
+    with who, when and why, even when ``then`` fails. RollbackIncomplete when the alias moved
+    but ``then`` or the tags failed; RollbackError, with nothing moved, otherwise."""
     problem = record_problem(reason, who)
     if problem is not None:
         raise RollbackError(problem)
@@ -208,16 +213,22 @@ def rollback(
             "changed: look at `history` and run it again"
         )
     move = move_alias(client, name, alias, to, "rollback", who, reason)
-    try:
-        if then is not None:
-            then(move)
-    finally:
+    failed = []
+    if then is not None:
         try:
-            _tag_rollback(client, name, move, current, to)
-        except MlflowException as exc:
-            raise RollbackError(
-                f"the {alias} is now v{to}, but recording who and why on the versions failed: {exc}"
-            ) from exc
+            then(move)
+        except Exception as exc:  # noqa: BLE001 (the move is done: say so, whatever failed)
+            failed.append(f"the aliases that follow it did not: {exc}")
+    try:
+        _tag_rollback(client, name, move, current, to)
+    except MlflowException as exc:
+        failed.append(f"recording who and why on the versions failed: {exc}")
+    if failed:
+        raise RollbackIncomplete(
+            f"the {alias} is now v{to} (moved from v{current}), but {'; and '.join(failed)}. "
+            "Do not run the rollback again (it would go one version further back): look at "
+            "`history` and finish by hand"
+        )
     return move
 
 

@@ -301,10 +301,16 @@ def decide(
 
 
 def apply(
-    tracker: Tracker, name: str, comparison: ShadowComparison, decision: ShadowDecision, who: str
+    tracker: Tracker,
+    name: str,
+    comparison: ShadowComparison,
+    decision: ShadowDecision,
+    who: str,
+    pair_id: str | None = None,
 ) -> str:
     """Carry out a promote or retire decision, under the promotion lock and only while both
-    aliases still point where the comparison found them; says what was done."""
+    aliases still point where the comparison found them and, given the pairing's ``pair_id``,
+    neither moved since (days of an earlier pairing of the same versions decide nothing)."""
     if decision.action not in ("promote", "retire"):
         return decision.text()
     compared = (comparison.champion_version, comparison.challenger_version)
@@ -318,6 +324,13 @@ def apply(
             return (
                 f"nothing moved: the champion is {_v(now_at[0])} and the challenger "
                 f"{_v(now_at[1])} now, not the pair compared (v{compared[0]}, v{compared[1]})"
+            )
+        now_id = tracker.pair_id(name)
+        if pair_id is not None and now_id != pair_id:
+            return (
+                f"nothing moved: an alias moved since these days were scored (pairing "
+                f"{pair_id or 'none'}, now {now_id or 'none'}); the pair's comparison starts "
+                "over from the next day scored"
             )
         summary = comparison.line()
         if decision.action == "promote":

@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from ml_assets.defs.resources import (
+    MAY_BE_EMPTY_METADATA_KEY,
     SCHEMA_ONLY_METADATA_KEY,
     ArtifactStore,
     PolarsParquetIOManager,
@@ -81,6 +82,50 @@ def test_schema_only_input_reads_columns_and_types_without_rows(tmp_path: Path) 
     assert dg.materialize([raw, uses_schema], resources={"io_manager": io}).success
     assert seen["raw"].height == 0
     assert dict(seen["raw"].schema) == {"x": pl.Float64, "c": pl.String, "n": pl.Int64}
+
+
+def test_a_partitioned_input_reads_what_was_written_and_names_what_was_not(
+    tmp_path: Path,
+) -> None:
+    days = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_date="2026-01-04")
+    window = dg.TimeWindowPartitionMapping(start_offset=-2)
+    seen: dict = {}
+
+    @dg.asset(key=["p", "daily"], partitions_def=days)
+    def daily(context) -> pl.DataFrame:  # noqa: ANN001 (a string annotation Dagster refuses)
+        extra = {"new": [1]} if context.partition_key == "2026-01-02" else {}
+        return pl.DataFrame({"day": [context.partition_key], **extra})
+
+    def reader(name: str, metadata: dict) -> dg.AssetsDefinition:
+        @dg.asset(
+            key=["p", name],
+            partitions_def=days,
+            ins={"daily": dg.AssetIn(["p", "daily"], partition_mapping=window, metadata=metadata)},
+        )
+        def read(daily: pl.DataFrame) -> None:
+            seen[name] = daily
+
+        return read
+
+    strict, lenient = reader("strict", {}), reader("lenient", {MAY_BE_EMPTY_METADATA_KEY: True})
+    io = {"io_manager": PolarsParquetIOManager(base_dir=str(tmp_path))}
+    for day in ("2026-01-01", "2026-01-02"):
+        assert dg.materialize([daily], partition_key=day, resources=io).success
+    assert dg.materialize([daily, strict], partition_key="2026-01-03", selection=[strict],
+                          resources=io).success  # fmt: skip
+    # Written days only, their columns united (a column added on a later day is null before).
+    assert seen["strict"]["day"].to_list() == ["2026-01-01", "2026-01-02"]
+    assert seen["strict"]["new"].to_list() == [None, 1]
+    (tmp_path / "p" / "daily" / "2026-01-01.parquet").unlink()
+    (tmp_path / "p" / "daily" / "2026-01-02.parquet").unlink()
+    assert dg.materialize([daily, lenient], partition_key="2026-01-03", selection=[lenient],
+                          resources=io).success  # fmt: skip
+    assert seen["lenient"].is_empty()
+    with pytest.raises(
+        FileNotFoundError, match="p/daily .* for 2026-01-01, 2026-01-02, 2026-01-03"
+    ):
+        dg.materialize([daily, strict], partition_key="2026-01-03", selection=[strict],
+                       resources=io)  # fmt: skip
 
 
 @pytest.mark.parametrize(

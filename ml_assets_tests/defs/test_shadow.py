@@ -133,6 +133,8 @@ def test_shadow_retires_a_worse_challenger_and_promotes_a_better_one(
         assert cli.main(["challenger", NAME, "--version", version, "--reason", reason]) == 2
         assert said in capsys.readouterr().err
     assert _aliases() == {"champion": "2", "challenger": "1"}
+    assert cli.main(["challenger", NAME, "--version", "1", "--reason", "start over"]) == 0
+    assert "v1 (set again: its shadow comparison starts over)" in capsys.readouterr().out
     outcomes = [_score(defs, instance, d) for d in ("2026-01-15", "2026-01-16", "2026-01-17")]
     assert [o["decision"] for o in outcomes] == ["continue", "continue", "promote"]
     assert outcomes[-1]["labelled_days"] == 3  # the days before the rollback are another pair
@@ -152,6 +154,7 @@ def test_shadow_retires_a_worse_challenger_and_promotes_a_better_one(
         ("challenger", "challenger", "2"),
         ("challenger", "retired", None),
         ("champion", "rollback", "2"),
+        ("challenger", "challenger", "1"),
         ("challenger", "challenger", "1"),
         ("champion", "shadow_promotion", "1"),
         ("challenger", "promoted", None),

@@ -17,6 +17,7 @@ from ml_assets.lib.alias_history import (
     ROLLED_BACK_TO_TAG,
     AliasMove,
     RollbackError,
+    RollbackIncomplete,
     moves,
     rollback,
     rollback_target,
@@ -195,7 +196,26 @@ def test_the_challenger_follows_the_rollback_even_when_tagging_the_versions_fail
         raise MlflowException("tag store unavailable")
 
     monkeypatch.setattr(client, "set_model_version_tag", refuse)
-    with pytest.raises(RollbackError, match="now v1, but recording who and why .* failed"):
+    with pytest.raises(RollbackIncomplete, match="now v1 .*, but recording who and why .* failed"):
         tracker.rollback("tagless", None, "bad day", "alice", shadow=True)
     assert tracker.alias_version("tagless", CHAMPION_ALIAS) == v1
     assert tracker.alias_version("tagless", CHALLENGER_ALIAS) == v2
+
+
+def test_a_rollback_whose_followers_fail_says_the_alias_moved_and_still_tags(
+    tracker: Tracker, trained_classification: Fitted
+) -> None:
+    v1, v2, _ = _register_three(tracker, "halfway", trained_classification)
+    tracker.set_champion("halfway", v1)
+    tracker.set_champion("halfway", v2)
+
+    def follower(move: object) -> None:  # an alias that should follow but cannot
+        raise MlflowException("alias store unavailable")
+
+    with pytest.raises(RollbackIncomplete, match="follow it did not: alias store unavailable"):
+        rollback(
+            tracker.client, "halfway", CHAMPION_ALIAS, None, "bad day", "alice",
+            _loads(tracker, "halfway"), PROMOTED_TAG, follower,
+        )  # fmt: skip
+    assert tracker.alias_version("halfway", CHAMPION_ALIAS) == v1
+    assert ROLLED_BACK_TO_TAG in tracker.client.get_model_version("halfway", v1).tags

@@ -100,6 +100,9 @@ def test_the_same_two_versions_meeting_again_are_a_new_comparison(
     old = before.drop(shadow.PAIR_COLUMN)
     assert shadow.pair(old).id is None
     assert shadow.of_pair(old, shadow.pair(old)).height == before.height
+    # Upgraded mid-comparison: the days without an id are left out once a day has one.
+    mixed = pl.concat([old, after], how="diagonal_relaxed")
+    assert shadow.of_pair(mixed, shadow.pair(mixed)).height == after.height
 
 
 def test_the_challenger_must_score_the_same_rows(trained_classification: Fitted) -> None:
@@ -180,6 +183,27 @@ def test_a_promotion_moves_both_aliases_and_tags_the_version(
     # The same decision again: the aliases moved since, so nothing moves.
     again = shadow.apply(tracker, name, better, decision, "Dagster run r2")
     assert again.startswith("nothing moved") and tracker.alias_version(name, CHAMPION_ALIAS) == "2"
+
+
+def test_days_of_an_earlier_pairing_of_the_same_versions_decide_nothing(
+    tracker: Tracker, trained_classification: Fitted
+) -> None:
+    """v2 shadowed v1 under one pairing, was promoted, then rolled back and kept in the shadow:
+    the same two versions, but a late comparison of the first pairing's days moves nothing."""
+    t, name = trained_classification, "shadow_stale_pair"
+    _two_versions(tracker, t, name)
+    first = tracker.pair_id(name)
+    better = _comparison(Estimate(0.05, 0.02, 0.08), 3)
+    decision = shadow.decide(better, 3, CRITERIA)
+    assert shadow.apply(tracker, name, better, decision, "run", first).startswith("v2 PROMOTED")
+    tracker.rollback(name, "1", "back to v1", "alice", shadow=True)
+    said = shadow.apply(tracker, name, better, decision, "late run", first)
+    assert said.startswith("nothing moved: an alias moved since these days were scored")
+    assert tracker.alias_version(name, CHAMPION_ALIAS) == "1"
+    assert tracker.alias_version(name, CHALLENGER_ALIAS) == "2"
+    # The new pairing's own days still decide.
+    now = shadow.apply(tracker, name, better, decision, "run", tracker.pair_id(name))
+    assert now.startswith("v2 PROMOTED")
 
 
 def test_a_retired_challenger_loses_its_alias_and_the_champion_stays(
