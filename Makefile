@@ -58,7 +58,7 @@ demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 # One pytest worker per core (pytest-xdist): the daemon and job tests mostly wait on
 # subprocesses, so two workers on two cores take ~6 minutes instead of ~10.
 test: $(STAMP)
-	$(BIN)/pytest -n auto
+	$(BIN)/pytest -n auto --durations=15
 
 # The local service stack (deploy/services.py): PostgreSQL and Redis from Debian packages
 # (installed with apt-get when missing), an MLflow tracking server on PostgreSQL with artifacts
@@ -78,7 +78,7 @@ services-down:
 # Integration tests against that stack (ml_assets_tests/services), one at a time: they share
 # its registry and buckets.
 test-services: $(SERVICES_STAMP)
-	set -a; source .services/env.sh; set +a; ML_ASSETS_TEST_SERVICES=1 $(BIN)/pytest ml_assets_tests/services
+	set -a; source .services/env.sh; set +a; ML_ASSETS_TEST_SERVICES=1 $(BIN)/pytest ml_assets_tests/services --durations=0
 
 lint: $(STAMP)
 	$(BIN)/ruff check ml_assets ml_assets_tests bench docs deploy

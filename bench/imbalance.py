@@ -4,11 +4,16 @@ Generates seeded rare-event tables (``ml_assets.lib.rare_events``: 2% positives)
 each, trains our GLM and LightGBM candidates with ``class_weight: none`` and ``balanced``
 (and ``auto``, which trains both and keeps the better validation score), selection on the
 validation split alone (``cv_folds: 0``), once for a spec whose metric is F1 and once for one
-whose metric is balanced accuracy. Prints, per spec metric, family and weighting, that metric
-on validation at the fixed threshold 0.5 and at the threshold chosen on validation for it,
-average precision, and recall at precision 0.30; then, per family, how balanced weights
-changed the spec's metric at the chosen threshold (median over seeds of the paired
-difference, and in how many seeds it rose), and what auto chose.
+whose metric is balanced accuracy. Beside them, what a user would write by hand: LightGBM at
+its library defaults (100 trees, 31 leaves, learning rate 0.1) on the same train rows, plain
+and with ``is_unbalance``, its threshold chosen on validation the same way. Prints, per spec
+metric, family and weighting, that metric on validation at the fixed threshold 0.5 and at the
+threshold chosen on validation for it, the same chosen threshold's metric on the test split
+(rows no choice saw), average precision, and recall at precision 0.30; then, per family, the
+median over seeds of the paired differences (and in how many seeds it rose) that weighting
+made at 0.5, at the chosen threshold on validation and on test, and that the threshold choice
+made for the unweighted fit, what auto changed on test against the unweighted fit, and how
+often auto kept the weighted fit.
 
 Run: .venv/bin/python bench/imbalance.py [--rows 20000] [--seeds 10]
 """
@@ -19,6 +24,7 @@ import argparse
 import statistics
 import sys
 
+import lightgbm as lgb
 import numpy as np
 import polars as pl
 
@@ -29,9 +35,11 @@ from ml_assets.lib.models import Model, TrainingData, prepare
 from ml_assets.lib.rare_events import SHAPES, rare_events
 from ml_assets.lib.spec import MLSpec
 from ml_assets.lib.splits import assign_splits
+from ml_assets.lib.thresholds import choose_threshold, labels_at
 
 RANKING = ("average_precision", "recall_at_precision_30")
 METRICS = ("f1", "balanced_accuracy")
+REFERENCE = "lightgbm by hand"
 
 
 def say(line: str) -> None:
@@ -55,21 +63,60 @@ def spec_for(weighting: str, metric: str) -> MLSpec:
     )
 
 
-def data_for(spec: MLSpec, raw: pl.DataFrame) -> TrainingData:
+def data_for(spec: MLSpec, raw: pl.DataFrame) -> tuple[TrainingData, TrainingData]:
+    """The candidates' train and validation rows, and the same train rows with the test split
+    in the validation place (read only to score a chosen threshold out of sample)."""
     splits = assign_splits(spec, build_features(spec, raw))
-    part = {s: splits.filter(pl.col(SPLIT) == s) for s in ("train", "validation")}
-    return prepare(spec, part["train"], part["validation"])
+    part = {s: splits.filter(pl.col(SPLIT) == s) for s in ("train", "validation", "test")}
+    return (
+        prepare(spec, part["train"], part["validation"]),
+        prepare(spec, part["train"], part["test"]),
+    )
 
 
-def figures(model: Model, data: TrainingData, metric: str) -> dict[str, float]:
-    scores = model.predict(data.validation) if model.validation_scores is None else None
-    scores = model.validation_scores if scores is None else scores
+def figures(
+    scores: np.ndarray,
+    threshold: float,
+    data: TrainingData,
+    test_scores: np.ndarray,
+    y_test: np.ndarray,
+    metric: str,
+) -> dict[str, float]:
     y, label_metric = data.y_validation, get_metric(metric)
     out = {
         "at_0.5": score(label_metric, y, (scores >= 0.5).astype(np.int8)),
-        "at_chosen": score(label_metric, y, model.labels(scores)),
+        "at_chosen": score(label_metric, y, labels_at(scores, threshold)),
+        "test_at_chosen": score(label_metric, y_test, labels_at(test_scores, threshold)),
     }
     return out | {name: score(get_metric(name), y, scores) for name in RANKING}
+
+
+def model_figures(model: Model, data: TrainingData, test: TrainingData, metric: str) -> dict:
+    scores = model.predict(data.validation) if model.validation_scores is None else None
+    scores = model.validation_scores if scores is None else scores
+    test_scores = model.predict(test.validation)
+    return figures(scores, model.threshold, data, test_scores, test.y_validation, metric)
+
+
+def by_hand(data: TrainingData, test: TrainingData, unbalanced: bool, metric: str) -> dict:
+    """LightGBM at its defaults on the train rows (``is_unbalance`` when asked), categories
+    as codes, its threshold chosen on validation for ``metric``."""
+    columns = data.features
+
+    def coded(frame: pl.DataFrame) -> np.ndarray:
+        strings = [c for c in columns if frame.schema[c] == pl.String]
+        codes = [pl.col(c).replace_strict(["a", "b", "c", "d"], [0, 1, 2, 3]) for c in strings]
+        return frame.select(columns).with_columns(codes).cast(pl.Float64).to_numpy()
+
+    cats = [i for i, c in enumerate(columns) if data.train.schema[c] == pl.String]
+    params = {"objective": "binary", "seed": 0, "verbosity": -1, "num_threads": 2}
+    params |= {"deterministic": True, "is_unbalance": unbalanced}
+    train_set = lgb.Dataset(coded(data.train), data.y_train, categorical_feature=cats)
+    booster = lgb.train(params, train_set, 100)
+    scores = booster.predict(coded(data.validation))
+    threshold = choose_threshold(data.y_validation, scores, metric)
+    test_scores = booster.predict(coded(test.validation))
+    return figures(scores, threshold, data, test_scores, test.y_validation, metric)
 
 
 Results = dict[tuple[str, str, str], list[dict[str, float]]]
@@ -84,15 +131,18 @@ def run(rows: int, seeds: int, shape: str) -> tuple[Results, dict[tuple[str, str
         for metric in METRICS:
             for weighting in ("none", "balanced", "auto"):
                 spec = spec_for(weighting, metric)
-                data = data_for(spec, raw)
+                data, test = data_for(spec, raw)
                 for family in spec.families:
                     model = train_tabular(spec, family, data, get_metric(metric))
                     if weighting == "auto":
                         picked = str(model.params["class_weight"])
                         chosen.setdefault((metric, family), []).append(picked)
-                    else:
-                        key = (metric, family, weighting)
-                        results.setdefault(key, []).append(figures(model, data, metric))
+                    key = (metric, family, weighting)
+                    results.setdefault(key, []).append(model_figures(model, data, test, metric))
+                if weighting != "auto":
+                    key = (metric, REFERENCE, weighting)
+                    hand = by_hand(data, test, weighting == "balanced", metric)
+                    results.setdefault(key, []).append(hand)
     return results, chosen
 
 
@@ -112,26 +162,58 @@ def report(shape: str, rows: int, seeds: int) -> None:
         f"rare events, shape {shape}: {rows:,} rows, 2% positives, {seeds} seeds; validation "
         "split (20%), medians over seeds\n"
     )
-    columns = ["at_0.5", "at_chosen", *RANKING]
+    columns = ["at_0.5", "at_chosen", "test_at_chosen", *RANKING]
     say("| spec metric | family | class_weight | " + " | ".join(columns) + " |")
     say("|---|---|---|" + "---|" * len(columns))
-    for (metric, family, weighting), per_seed in results.items():
+    families = ("glm", "lightgbm", REFERENCE)
+    weightings = ("none", "balanced", "auto")
+    in_order = sorted(
+        results.items(),
+        key=lambda kv: (
+            METRICS.index(kv[0][0]),
+            families.index(kv[0][1]),
+            weightings.index(kv[0][2]),
+        ),
+    )
+    for (metric, family, weighting), per_seed in in_order:
         values = [statistics.median(r[c] for r in per_seed) for c in columns]
         cells = " | ".join(f"{v:.4f}" for v in values)
         say(f"| {metric} | {family} | {weighting} | {cells} |")
     say("")
+    say(
+        f"Paired by seed, median difference (+seeds where it rose, -where it fell, of {seeds}): "
+        "weighting is balanced - none at the same threshold; the threshold choice is the "
+        "chosen threshold - 0.5, both fits unweighted; auto - none is on test at each one's "
+        "chosen threshold\n"
+    )
+    say(
+        "| spec metric | family | weighting at 0.5 | weighting at chosen | weighting at chosen, "
+        "test | threshold choice | auto - none, test | auto kept balanced |"
+    )
+    say("|---|---|---|---|---|---|---|---|")
     for metric in METRICS:
-        for family in ("glm", "lightgbm"):
+        for family in families:
             none = results[(metric, family, "none")]
             balanced = results[(metric, family, "balanced")]
-            gains = [b["at_chosen"] - n["at_chosen"] for n, b in zip(none, balanced, strict=True)]
-            rose = sum(g > 0 for g in gains)
-            picks = chosen[(metric, family)]
-            say(
-                f"{metric}, {family}: balanced - none at the chosen threshold, median "
-                f"{statistics.median(gains):+.4f}, higher in {rose} of {len(gains)} seeds; "
-                f"auto kept balanced in {picks.count('balanced')} of {len(picks)}"
-            )
+            cells = [
+                paired(none, balanced, column, column)
+                for column in ("at_0.5", "at_chosen", "test_at_chosen")
+            ]
+            cells.append(paired(none, none, "at_0.5", "at_chosen"))
+            picks = chosen.get((metric, family), [])
+            auto = results.get((metric, family, "auto"))
+            cells.append(paired(none, auto, "test_at_chosen", "test_at_chosen") if auto else "-")
+            cells.append(f"{picks.count('balanced')} of {len(picks)}" if picks else "-")
+            say(f"| {metric} | {family} | " + " | ".join(cells) + " |")
+
+
+def paired(
+    before: list[dict[str, float]], after: list[dict[str, float]], was: str, now: str
+) -> str:
+    """after[now] - before[was] per seed: the median, in how many seeds it rose and fell."""
+    gains = [a[now] - b[was] for b, a in zip(before, after, strict=True)]
+    rose, fell = sum(g > 0 for g in gains), sum(g < 0 for g in gains)
+    return f"{statistics.median(gains):+.4f} (+{rose} -{fell})"
 
 
 if __name__ == "__main__":
