@@ -138,3 +138,7 @@ def test_a_three_class_spec_is_scored_and_monitored_daily(home: Path, tmp_path: 
     assert "no labels yet" not in calm["realized_log_loss_ci"].value
     assert drifted["retrain_recommended"].value is True
     assert calm["retrain_recommended"].value is False
+    # Prediction drift is of the class probability that moved most, named.
+    for report in (calm, drifted):
+        assert report["prediction_psi_of"].value in {f"P({p})" for p in plans}
+        assert np.isfinite(report["prediction_psi"].value)

@@ -102,11 +102,10 @@ def _drift_report(spec: MLSpec) -> dg.AssetsDefinition:
             monitoring.p_threshold,
         )
         # The day's scores as predictions stored them (for K classes, every class's
-        # probability: the realized metric needs them); drift compares one number per row.
+        # probability: the realized metric needs them and drift compares each class's).
         day_scores = task_for(spec).scores_of(scored_by.model, predictions)
-        scores = (
-            drift_lib.one_score(scored_by.model.predict(reference)),
-            drift_lib.one_score(day_scores),
+        prediction = drift_lib.prediction_drift(
+            scored_by.model.predict(reference), day_scores, scored_by.model.classes
         )
         metric = get_metric(spec.primary_metric)
         run_metrics = tracker.client.get_run(scored_by.run_id).data.metrics
@@ -119,7 +118,7 @@ def _drift_report(spec: MLSpec) -> dg.AssetsDefinition:
         champion_ci = (champion_test.lower, champion_test.upper) if champion_test else None
         result = drift_lib.verdict(
             table,
-            drift_lib.psi_numeric(*scores),
+            prediction,
             realized_lib.realized_performance(spec, predictions, scored_by.model, day_scores),
             champion_ci,
             metric.greater_is_better,
@@ -133,7 +132,7 @@ def _drift_report(spec: MLSpec) -> dg.AssetsDefinition:
             table,
             reference,
             predictions,
-            scores,
+            prediction,
             metric.name,
             champion_test,
             {"Dagster run": dagster_url},
@@ -151,6 +150,7 @@ def _drift_report(spec: MLSpec) -> dg.AssetsDefinition:
                 "day": day,
                 "model_version": scored_by.version,
                 "retrain_recommended": str(result.retrain),
+                "prediction_psi_of": result.prediction_psi_of,
                 "reasons": str(summary["reasons"])[:5000],
                 "dagster_run_url": dagster_url,
                 "mlflow.note.content": f"Drift report of Dagster run [{context.run_id}]"

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,10 +15,32 @@ from ml_assets.lib.metrics import Estimate
 EPS = 1e-4
 
 
-def one_score(scores: np.ndarray) -> np.ndarray:
-    """One number per row for prediction drift: the score, or for K class probabilities the
-    top class's probability (how sure the model is)."""
-    return scores if np.ndim(scores) == 1 else np.max(scores, axis=1)
+@dataclass(frozen=True)
+class PredictionDrift:
+    """The predictions' PSI between the reference sample and the day, of the one number per
+    row that moved most: the score, or for K classes the probability of the class whose
+    distribution shifted most (a shift in the class mix moves those even when the model is
+    as sure as before)."""
+
+    psi: float
+    of: str  # "score", or "P(<class>)"
+    reference: np.ndarray
+    current: np.ndarray
+
+
+def prediction_drift(
+    reference: np.ndarray, current: np.ndarray, classes: Sequence[object] | None = None
+) -> PredictionDrift:
+    """Prediction drift of scores (1-D) or of K class probabilities (rows x K, in the order
+    of ``classes``): per class, the PSI of its probability; the largest is reported."""
+    if np.ndim(reference) == 1:
+        return PredictionDrift(psi_numeric(reference, current), "score", reference, current)
+    names = list(classes) if classes is not None else list(range(np.shape(reference)[1]))
+    per_class = [psi_numeric(reference[:, k], current[:, k]) for k in range(len(names))]
+    worst = int(np.nanargmax(per_class)) if not np.all(np.isnan(per_class)) else 0
+    return PredictionDrift(
+        per_class[worst], f"P({names[worst]})", reference[:, worst], current[:, worst]
+    )
 
 
 def psi_numeric(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
@@ -115,6 +137,7 @@ class DriftVerdict:
     realized: Estimate | None
     champion_ci: tuple[float, float] | None
     reasons: list[str]
+    prediction_psi_of: str = "score"  # or "P(<class>)": see PredictionDrift
 
     @property
     def retrain(self) -> bool:
@@ -143,6 +166,7 @@ class DriftVerdict:
             "drifted_share": round(self.drifted_share, 4),
             "max_psi": round(self.max_psi, 4),
             "prediction_psi": round(self.prediction_psi, 4),
+            "prediction_psi_of": self.prediction_psi_of,
             "retrain_recommended": self.retrain,
             "reasons": "; ".join(self.reasons) or "within thresholds",
         }
@@ -173,7 +197,7 @@ class RetrainSignal:
 
 def verdict(
     table: pl.DataFrame,
-    prediction_psi: float,
+    prediction: PredictionDrift,
     realized: Estimate | None,
     champion_ci: tuple[float, float] | None,
     greater_is_better: bool,
@@ -207,4 +231,6 @@ def verdict(
                 f"realized {realized.fmt()} is entirely outside the champion's test CI "
                 f"[{lower:.4f}, {upper:.4f}]"
             )
-    return DriftVerdict(drifted, share, top, prediction_psi, realized, champion_ci, reasons)
+    return DriftVerdict(
+        drifted, share, top, prediction.psi, realized, champion_ci, reasons, prediction.of
+    )

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import base64
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
 from ml_assets.lib.evaluation import Evaluation, expected_calibration_error
+
+if TYPE_CHECKING:
+    from ml_assets.lib.drift import PredictionDrift
 
 # Names of the figures ``plots`` returns; the report places each in its section.
 CURVES = "ROC and precision-recall curves"
@@ -281,18 +285,20 @@ def drift_figure(
     table: pl.DataFrame,
     reference: pl.DataFrame,
     current: pl.DataFrame,
-    scores: tuple[np.ndarray, np.ndarray],
+    prediction: PredictionDrift,
     top: int,
 ) -> str:
-    """Reference vs day distributions of the predictions and the ``top`` most drifted
-    features (``table`` ranked by drift)."""
+    """Reference vs day distributions of the predictions (the score, or the class
+    probability that drifted most) and the ``top`` most drifted features (``table`` ranked
+    by drift)."""
     plt = _pyplot()
     names = table["feature"].head(top).to_list()
     kinds = dict(zip(table["feature"].to_list(), table["kind"].to_list(), strict=True))
     rows = (len(names) + 2) // 3 + 1
     fig, axes = plt.subplots(rows, 3, figsize=(12, 3 * rows), layout="constrained")
     flat = list(np.ravel(axes))
-    _overlay(flat[0], scores[0], scores[1], "predicted score")
+    label = "predicted score" if prediction.of == "score" else f"predicted {prediction.of}"
+    _overlay(flat[0], prediction.reference, prediction.current, label)
     for ax, name in zip(flat[1:], names, strict=False):
         if kinds[name] == "categorical":
             _bars(ax, reference[name], current[name], name)

@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 
 from ml_assets.lib import plots as plot_lib
-from ml_assets.lib.drift import DriftVerdict
+from ml_assets.lib.drift import DriftVerdict, PredictionDrift
 from ml_assets.lib.evaluation import Evaluation, Lineage
 from ml_assets.lib.gate import GateDecision
 from ml_assets.lib.metrics import Estimate
@@ -328,7 +328,7 @@ def render_drift_html(
     table: pl.DataFrame,
     reference: pl.DataFrame,
     current: pl.DataFrame,
-    scores: tuple[np.ndarray, np.ndarray],
+    prediction: PredictionDrift,
     metric: str,
     champion_test: Estimate | None = None,
     links: dict[str, str] | None = None,
@@ -361,10 +361,11 @@ def render_drift_html(
             )
         ),
         "<h2>Drift</h2>",
-        f"<p>Prediction PSI {verdict.prediction_psi:.4f}; drifted share "
+        f"<p>Prediction PSI {verdict.prediction_psi:.4f} (of {verdict.prediction_psi_of}); "
+        f"drifted share "
         f"{verdict.drifted_share:.0%}; max PSI {verdict.max_psi:.4f}.</p>",
         _table_html(table),
         "<h2>Reference (champion's training sample) vs this day</h2>",
-        _img(plot_lib.drift_figure(table, reference, current, scores, top)),
+        _img(plot_lib.drift_figure(table, reference, current, prediction, top)),
     ]
     return _page(body, title)

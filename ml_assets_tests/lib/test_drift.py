@@ -6,7 +6,18 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ml_assets.lib.drift import drift_test, feature_drift, psi_categorical, psi_numeric
+from ml_assets.lib.drift import (
+    PredictionDrift,
+    drift_test,
+    feature_drift,
+    prediction_drift,
+    psi_categorical,
+    psi_numeric,
+)
+
+
+def _scores(psi: float) -> PredictionDrift:
+    return PredictionDrift(psi, "score", np.zeros(1), np.zeros(1))
 
 
 def test_psi_numeric_near_zero_for_same_distribution_and_large_for_a_shift() -> None:
@@ -62,27 +73,49 @@ def test_verdict_reasons() -> None:
     )
     champion = (0.70, 0.80)
     bad_day = Estimate(0.61, 0.55, 0.67)
-    fired = verdict(table, 0.4, bad_day, champion, True, max_drifted_share=0.5, max_psi=0.5)
+    fired = verdict(
+        table, _scores(0.4), bad_day, champion, True, max_drifted_share=0.5, max_psi=0.5
+    )
     assert fired.retrain and len(fired.reasons) == 3
     assert (
         "2 of 3 features drifted" in fired.reasons[0] and "max PSI 0.900 on 'a'" in fired.reasons[1]
     )
     assert "realized 0.6100 [0.5500, 0.6700]" in fired.reasons[2]
     calm = verdict(
-        table, 0.0, Estimate(0.75, 0.7, 0.8), champion, True, max_drifted_share=0.9, max_psi=1.0
+        table,
+        _scores(0.0),
+        Estimate(0.75, 0.7, 0.8),
+        champion,
+        True,
+        max_drifted_share=0.9,
+        max_psi=1.0,
     )
     assert not calm.retrain and calm.reasons == []
     # A noisy day whose point estimate dips below the CI but whose own CI overlaps it is no
     # evidence of degradation.
     noisy = verdict(
-        table, 0.0, Estimate(0.66, 0.58, 0.74), champion, True, max_drifted_share=0.9, max_psi=1.0
+        table,
+        _scores(0.0),
+        Estimate(0.66, 0.58, 0.74),
+        champion,
+        True,
+        max_drifted_share=0.9,
+        max_psi=1.0,
     )
     assert not noisy.retrain
     lower_better = verdict(
-        table, 0.0, Estimate(5.0, 4.6, 5.4), (3.5, 4.0), False, max_drifted_share=0.9, max_psi=1.0
+        table,
+        _scores(0.0),
+        Estimate(5.0, 4.6, 5.4),
+        (3.5, 4.0),
+        False,
+        max_drifted_share=0.9,
+        max_psi=1.0,
     )
     assert lower_better.retrain and "outside the champion's test CI" in lower_better.reasons[0]
-    unlabelled = verdict(table, 0.0, None, champion, True, max_drifted_share=0.9, max_psi=1.0)
+    unlabelled = verdict(
+        table, _scores(0.0), None, champion, True, max_drifted_share=0.9, max_psi=1.0
+    )
     assert not unlabelled.retrain and unlabelled.realized is None
 
 
@@ -91,8 +124,8 @@ def test_a_recorded_verdict_reads_back_as_the_same_retrain_signal() -> None:
     from ml_assets.lib.drift import RetrainSignal, verdict
 
     table = pl.DataFrame({"feature": ["a", "b"], "psi": [0.9, 0.01], "drifted": [True, False]})
-    fired = verdict(table, 0.2, None, None, True, max_drifted_share=0.4, max_psi=0.5)
-    calm = verdict(table, 0.0, None, None, True, max_drifted_share=0.9, max_psi=0.95)
+    fired = verdict(table, _scores(0.2), None, None, True, max_drifted_share=0.4, max_psi=0.5)
+    calm = verdict(table, _scores(0.0), None, None, True, max_drifted_share=0.9, max_psi=0.95)
     signal = RetrainSignal.from_metadata(fired.summary("7"))
     assert signal == RetrainSignal(
         retrain=True,
@@ -104,3 +137,30 @@ def test_a_recorded_verdict_reads_back_as_the_same_retrain_signal() -> None:
     )
     assert not RetrainSignal.from_metadata(calm.summary("7")).retrain
     assert RetrainSignal.from_metadata(calm.summary("7")).reasons == "within thresholds"
+
+
+def test_prediction_drift_of_k_classes_follows_the_class_mix() -> None:
+    """Two classes trading places move no one's confidence, so the top probability does not
+    drift; the probability of a class whose share changed does, and is the one reported."""
+    rng = np.random.default_rng(0)
+    sure = rng.uniform(0.7, 0.9, 4000)
+    rest = (1 - sure) / 2
+
+    def probabilities(first_share: float) -> np.ndarray:
+        first = rng.random(4000) < first_share  # rows whose most probable class is "a"
+        a = np.where(first, sure, rest)
+        b = np.where(first, rest, sure)
+        return np.column_stack([a, b, rest])
+
+    reference, day = probabilities(0.5), probabilities(0.9)
+    top = psi_numeric(reference.max(axis=1), day.max(axis=1))
+    found = prediction_drift(reference, day, ["a", "b", "c"])
+    assert top < 0.05 < 0.5 < found.psi
+    assert found.of in ("P(a)", "P(b)")
+    column = ["a", "b", "c"].index(found.of[2])
+    np.testing.assert_array_equal(found.current, day[:, column])
+    calm = prediction_drift(reference, probabilities(0.5), ["a", "b", "c"])
+    assert calm.psi < 0.05
+    scores = rng.random(1000)
+    one = prediction_drift(scores, scores + 0.5)
+    assert one.of == "score" and one.psi == pytest.approx(psi_numeric(scores, scores + 0.5))
