@@ -133,10 +133,12 @@ def _line(outcome: DayOutcome) -> str:
     realized = next(
         (v for k, v in d.items() if k.startswith("realized_") and k.endswith("_ci")), "n/a"
     )
+    of = str(d.get("prediction_psi_of", "score"))
     text = (
         f"{outcome.day}  model v{d.get('model_version')}  drifted "
         f"{float(d.get('drifted_share', 0.0)):4.0%}  max PSI {float(d.get('max_psi', 0.0)):.3f}  "
-        f"prediction PSI {float(d.get('prediction_psi', 0.0)):.3f}  realized {realized}  "
+        f"prediction PSI {float(d.get('prediction_psi', 0.0)):.3f}"
+        f"{'' if of == 'score' else f' ({of})'}  realized {realized}  "
         f"retrain recommended: {d.get('retrain_recommended')}\n    sensor: {outcome.sensor}"
     )
     if outcome.shadow:

@@ -33,14 +33,35 @@ def prediction_drift(
 ) -> PredictionDrift:
     """Prediction drift of scores (1-D) or of K class probabilities (rows x K, in the order
     of ``classes``): per class, the PSI of its probability; the largest is reported."""
-    if np.ndim(reference) == 1:
-        return PredictionDrift(psi_numeric(reference, current), "score", reference, current)
-    names = list(classes) if classes is not None else list(range(np.shape(reference)[1]))
-    per_class = [psi_numeric(reference[:, k], current[:, k]) for k in range(len(names))]
-    worst = int(np.nanargmax(per_class)) if not np.all(np.isnan(per_class)) else 0
-    return PredictionDrift(
-        per_class[worst], f"P({names[worst]})", reference[:, worst], current[:, worst]
+    reference, current = (
+        np.asarray(reference, dtype=np.float64),
+        np.asarray(current, dtype=np.float64),
     )
+    if reference.ndim != current.ndim or (
+        reference.ndim == 2 and reference.shape[1] != current.shape[1]
+    ):
+        raise ValueError(
+            "prediction drift compares scores of one shape: the reference has "
+            f"{_per_row(reference)}, the day {_per_row(current)}"
+        )
+    if reference.ndim == 1:
+        return PredictionDrift(psi_numeric(reference, current), "score", reference, current)
+    names = list(classes) if classes is not None else list(range(reference.shape[1]))
+    if len(names) != reference.shape[1]:
+        raise ValueError(
+            f"{reference.shape[1]} class probabilities for {len(names)} classes {names}"
+        )
+    per_class = np.array([psi_numeric(reference[:, k], current[:, k]) for k in range(len(names))])
+    if np.all(np.isnan(per_class)):  # no scores on one side: nothing to name
+        return PredictionDrift(float("nan"), "no scores", reference[:, 0], current[:, 0])
+    worst = int(np.nanargmax(per_class))
+    return PredictionDrift(
+        float(per_class[worst]), f"P({names[worst]})", reference[:, worst], current[:, worst]
+    )
+
+
+def _per_row(scores: np.ndarray) -> str:
+    return f"{scores.shape[1]} scores per row" if scores.ndim == 2 else "one score per row"
 
 
 def psi_numeric(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:

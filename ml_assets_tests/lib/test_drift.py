@@ -157,10 +157,25 @@ def test_prediction_drift_of_k_classes_follows_the_class_mix() -> None:
     found = prediction_drift(reference, day, ["a", "b", "c"])
     assert top < 0.05 < 0.5 < found.psi
     assert found.of in ("P(a)", "P(b)")
-    column = ["a", "b", "c"].index(found.of[2])
+    column = {"P(a)": 0, "P(b)": 1}[found.of]
     np.testing.assert_array_equal(found.current, day[:, column])
+    assert found.psi == pytest.approx(psi_numeric(reference[:, column], day[:, column]))
     calm = prediction_drift(reference, probabilities(0.5), ["a", "b", "c"])
     assert calm.psi < 0.05
+    unnamed = prediction_drift(reference, day)  # no class names: the column's index
+    assert unnamed.of in ("P(0)", "P(1)") and unnamed.psi == pytest.approx(found.psi)
     scores = rng.random(1000)
     one = prediction_drift(scores, scores + 0.5)
     assert one.of == "score" and one.psi == pytest.approx(psi_numeric(scores, scores + 0.5))
+
+
+def test_prediction_drift_refuses_scores_of_different_shapes() -> None:
+    three = np.full((10, 3), 1 / 3)
+    with pytest.raises(ValueError, match="the reference has 3 scores per row, the day one"):
+        prediction_drift(three, np.full(10, 0.5))
+    with pytest.raises(ValueError, match="the reference has 3 scores per row, the day 2"):
+        prediction_drift(three, np.full((10, 2), 0.5))
+    with pytest.raises(ValueError, match=r"3 class probabilities for 2 classes \['a', 'b'\]"):
+        prediction_drift(three, three, ["a", "b"])
+    empty = prediction_drift(three, np.empty((0, 3)), ["a", "b", "c"])
+    assert np.isnan(empty.psi) and empty.of == "no scores"
