@@ -9,8 +9,8 @@ import dagster as dg
 import polars as pl
 
 from ml_assets.definitions import build_definitions
-from ml_assets.defs.simulation import simulate
-from ml_assets.lib.churn import ChurnStream
+from ml_assets.defs.simulation import simulate, stage_metadata
+from ml_assets.lib.churn import REGIONS, ChurnStream
 from ml_assets_tests.helpers import check_results, mlflow_client, run_job
 
 DRIFT_DAY = 20  # 2026-01-21
@@ -32,6 +32,13 @@ def test_drift_is_detected_retraining_runs_once_and_the_gate_decides(home: Path)
     assert first.success
     client = mlflow_client()
     assert str(client.get_model_version_by_alias("churn", "champion").version) == "1"
+    # The built-in spec's fairness section: a table per region, in the report's metadata.
+    report = stage_metadata(first, "evaluation_report")
+    for region in REGIONS:
+        assert region in report["fairness_groups"], report["fairness_groups"]
+    for difference in ("demographic_parity_difference", "equalized_odds_difference"):
+        assert difference in report["fairness_disparities"]
+    assert isinstance(report["fairness_within_bound"], bool)
 
     sim = simulate(defs, instance, stream, incoming, range(14, 30))
     by_day = {d.day: d for d in sim.days}

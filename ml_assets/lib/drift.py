@@ -65,15 +65,29 @@ def _per_row(scores: np.ndarray) -> str:
 
 
 def psi_numeric(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
-    """Population stability index over quantile bins of the reference (nulls excluded)."""
+    """Population stability index over quantile bins of the reference (nulls excluded). A
+    reference of at most ``bins`` distinct values (a 0/1 flag, a small count, a constant)
+    has a bin per value instead, and one more for values it never took: quantile edges
+    would merge those values into one bin and see no shift at all."""
     ref, cur = reference[~np.isnan(reference)], current[~np.isnan(current)]
     if len(ref) == 0 or len(cur) == 0:
         return float("nan")
+    levels = np.unique(ref)
+    if len(levels) <= bins:
+        return _psi(_value_shares(ref, levels), _value_shares(cur, levels))
     edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)))
     edges[0], edges[-1] = -np.inf, np.inf
     p = np.histogram(ref, edges)[0] / len(ref)
     q = np.histogram(cur, edges)[0] / len(cur)
     return _psi(p, q)
+
+
+def _value_shares(values: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """The share of ``values`` at each of the sorted ``levels``, then the share elsewhere."""
+    at = np.minimum(np.searchsorted(levels, values), len(levels) - 1)
+    known = levels[at] == values
+    counts = np.bincount(at[known], minlength=len(levels))
+    return np.append(counts, len(values) - known.sum()) / len(values)
 
 
 def psi_categorical(reference: pl.Series, current: pl.Series) -> float:

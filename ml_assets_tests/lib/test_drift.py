@@ -27,6 +27,26 @@ def test_psi_numeric_near_zero_for_same_distribution_and_large_for_a_shift() -> 
     assert psi_numeric(ref, rng.normal(1.0, 1.0, 5000)) > 0.5
 
 
+def test_psi_of_few_distinct_values_counts_each_value() -> None:
+    """A 0/1 flag or a constant has one or two quantile edges: binned by value instead, a
+    shift in the flag's share and a value the reference never took both show."""
+    rng = np.random.default_rng(0)
+    flag = (rng.random(5000) < 0.5).astype(float)
+    assert psi_numeric(flag, (rng.random(5000) < 0.5).astype(float)) < 0.01
+    assert psi_numeric(flag, (rng.random(5000) < 0.9).astype(float)) > 0.5
+    # by hand: shares (0.5, 0.5) against (0.1, 0.9)
+    by_hand = (0.1 - 0.5) * np.log(0.1 / 0.5) + (0.9 - 0.5) * np.log(0.9 / 0.5)
+    assert psi_numeric(np.array([0.0, 1.0] * 50), np.array([0.0] + [1.0] * 9)) == pytest.approx(
+        by_hand
+    )
+    constant = np.full(1000, 3.0)
+    assert psi_numeric(constant, constant) == pytest.approx(0.0)
+    assert psi_numeric(constant, np.full(100, 4.0)) > 1.0  # a value it never took
+    counts = rng.poisson(0.8, 5000).astype(float)
+    assert psi_numeric(counts, rng.poisson(0.8, 2000).astype(float)) < 0.02
+    assert psi_numeric(counts, rng.poisson(1.4, 2000).astype(float)) > 0.2
+
+
 def test_psi_ignores_nulls_and_handles_empty() -> None:
     ref = np.array([1.0, 2.0, np.nan, 3.0, 4.0])
     assert psi_numeric(ref, ref) == pytest.approx(0.0)
