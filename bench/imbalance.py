@@ -32,6 +32,7 @@ from ml_assets.lib.data import SPLIT, build_features
 from ml_assets.lib.families import train_tabular
 from ml_assets.lib.metrics import get_metric, score
 from ml_assets.lib.models import Model, TrainingData, prepare
+from ml_assets.lib.preprocess import Preprocessor
 from ml_assets.lib.rare_events import SHAPES, rare_events
 from ml_assets.lib.spec import MLSpec
 from ml_assets.lib.splits import assign_splits
@@ -102,22 +103,17 @@ def model_figures(model: Model, data: TrainingData, test: TrainingData, metric: 
 
 def by_hand(data: TrainingData, test: TrainingData, unbalanced: bool, metric: str) -> dict:
     """LightGBM at its defaults on the train rows (``is_unbalance`` when asked), categories
-    as codes, its threshold chosen on validation for ``metric``."""
-    columns = data.features
-
-    def coded(frame: pl.DataFrame) -> np.ndarray:
-        strings = [c for c in columns if frame.schema[c] == pl.String]
-        codes = [pl.col(c).replace_strict(["a", "b", "c", "d"], [0, 1, 2, 3]) for c in strings]
-        return frame.select(columns).with_columns(codes).cast(pl.Float64).to_numpy()
-
-    cats = [i for i, c in enumerate(columns) if data.train.schema[c] == pl.String]
+    as codes (the pipeline's ``Preprocessor``, fitted on train), its threshold chosen on
+    validation for ``metric``."""
+    prep = Preprocessor.fit(data.train, data.features, data.categorical)
+    cats = list(range(len(prep.numeric), len(prep.features)))
     params = {"objective": "binary", "seed": 0, "verbosity": -1, "num_threads": 2}
     params |= {"deterministic": True, "is_unbalance": unbalanced}
-    train_set = lgb.Dataset(coded(data.train), data.y_train, categorical_feature=cats)
+    train_set = lgb.Dataset(prep.codes(data.train), data.y_train, categorical_feature=cats)
     booster = lgb.train(params, train_set, 100)
-    scores = booster.predict(coded(data.validation))
+    scores = booster.predict(prep.codes(data.validation))
     threshold = choose_threshold(data.y_validation, scores, metric)
-    test_scores = booster.predict(coded(test.validation))
+    test_scores = booster.predict(prep.codes(test.validation))
     return figures(scores, threshold, data, test_scores, test.y_validation, metric)
 
 
